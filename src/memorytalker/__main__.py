@@ -1,0 +1,4 @@
+from memorytalker.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Audio input: any file format, sample rate and channel count -> 16 kHz mono float32.
+
+* WAV/FLAC/OGG are read with ``soundfile`` (libsndfile); every other container (mp3, m4a, webm/opus from a
+  browser recorder, ...) is decoded with PyAV (FFmpeg). A file neither can read raises :class:`AudioError`
+  naming the file and both causes.
+* Channels are averaged; resampling is polyphase (``scipy.signal.resample_poly``) with an exact rational
+  ratio, so 44.1 kHz -> 16 kHz is not approximated.
+* Empty, NaN/Inf and (optionally) silent audio are refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from memorytalker.errors import AudioError
+
+#: Sample rate every model in this package consumes.
+SAMPLE_RATE = 16000
+
+AudioSource = Union[str, Path, bytes, np.ndarray]
+
+
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample ``(S,)`` or ``(S, C)`` audio along axis 0 with an exact rational polyphase filter."""
+    if orig_rate <= 0 or target_rate <= 0:
+        raise AudioError(f"sample rates must be positive (got {orig_rate} -> {target_rate})")
+    if int(orig_rate) == int(target_rate):
+        return np.asarray(audio, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(int(target_rate), int(orig_rate))
+    out = resample_poly(np.asarray(audio, dtype=np.float64), ratio.numerator, ratio.denominator, axis=0)
+    return out.astype(np.float32)
+
+
+def _to_mono(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim == 2:
+        return audio.mean(axis=1)
+    raise AudioError(f"audio must be 1-D (samples) or 2-D (samples, channels), got shape {audio.shape}")
+
+
+def _read_soundfile(src) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    data, rate = sf.read(src, dtype="float32", always_2d=True)
+    return data, int(rate)
+
+
+def _read_pyav(src) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(src) as container:
+        streams = [s for s in container.streams if s.type == "audio"]
+        if not streams:
+            raise AudioError("the file has no audio stream")
+        stream = streams[0]
+        resampler = av.AudioResampler(format="flt", layout="mono")
+        chunks = []
+        rate = None
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                rate = out.sample_rate
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            rate = out.sample_rate
+            chunks.append(out.to_ndarray().reshape(-1))
+    if rate is None or not chunks:
+        raise AudioError("the audio stream decodes to zero samples")
+    return np.concatenate(chunks)[:, None].astype(np.float32), int(rate)
+
+
+def read_audio_file(source: str | Path | bytes) -> tuple[np.ndarray, int]:
+    """Decode a file (path or bytes) to ``((S, C) float32, rate)`` at its native rate."""
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"audio file not found: {path}")
+        if path.is_dir():
+            raise AudioError(f"expected an audio file, got a directory: {path}")
+        if path.stat().st_size == 0:
+            raise AudioError(f"audio file is empty (0 bytes): {path}")
+    elif len(source) == 0:
+        raise AudioError("audio data is empty (0 bytes)")
+
+    def _src():
+        return io.BytesIO(source) if isinstance(source, bytes) else str(source)
+
+    try:
+        return _read_soundfile(_src())
+    except Exception as sf_exc:  # not a libsndfile format: try FFmpeg
+        try:
+            return _read_pyav(_src())
+        except AudioError as exc:
+            raise AudioError(f"cannot read audio {name}: {exc}") from None
+        except Exception as av_exc:
+            raise AudioError(
+                f"cannot read audio {name}: not a readable audio file "
+                f"(libsndfile: {sf_exc}; ffmpeg: {av_exc})"
+            ) from None
+
+
+def load_audio(
+    source: AudioSource,
+    sample_rate: int | None = None,
+    target_rate: int = SAMPLE_RATE,
+    min_duration: float = 0.0,
+    max_duration: float | None = None,
+    reject_silence: bool = False,
+) -> np.ndarray:
+    """Load audio from a path, encoded bytes or an array and return ``(S,)`` float32 mono at ``target_rate``.
+
+    Args:
+        source: file path, encoded bytes (any format), or an array ``(S,)``/``(S, C)``.
+        sample_rate: required when ``source`` is an array (its rate); ignored otherwise.
+        target_rate: output rate (16 kHz by default).
+        min_duration: refuse shorter audio (seconds). Zero samples are always refused.
+        max_duration: refuse longer audio (seconds), e.g. a web upload limit.
+        reject_silence: refuse audio whose peak is below -60 dBFS (nothing to animate).
+    """
+    if isinstance(source, np.ndarray):
+        if sample_rate is None:
+            raise AudioError("sample_rate is required when audio is given as an array")
+        data = np.asarray(source, dtype=np.float32)
+        rate = int(sample_rate)
+        name = "audio array"
+    else:
+        data, rate = read_audio_file(source)
+        name = "<bytes>" if isinstance(source, bytes) else str(source)
+    mono = _to_mono(data).astype(np.float32)
+    if mono.size == 0:
+        raise AudioError(f"{name}: audio has no samples")
+    if not np.all(np.isfinite(mono)):
+        raise AudioError(f"{name}: audio contains NaN or Inf samples")
+    duration = mono.size / rate
+    if duration < min_duration:
+        raise AudioError(f"{name}: audio is {duration:.3f} s long, shorter than the minimum {min_duration} s")
+    if max_duration is not None and duration > max_duration:
+        raise AudioError(f"{name}: audio is {duration:.1f} s long, longer than the limit of {max_duration:g} s")
+    if reject_silence and float(np.max(np.abs(mono))) < 1e-3:
+        raise AudioError(f"{name}: audio is silent (peak below -60 dBFS); there is no speech to animate")
+    return resample(mono, rate, target_rate)
+
+
+def write_wav(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Write mono float audio as 16-bit PCM WAV (clipped to [-1, 1])."""
+    import soundfile as sf
+
+    audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    sf.write(str(path), audio, int(rate), subtype="PCM_16")
+
+
+def num_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """Mesh frames covered by ``num_samples`` of audio: ``round(S / sample_rate * fps)`` (at least 1)."""
+    return max(1, int(round(num_samples / sample_rate * fps)))
