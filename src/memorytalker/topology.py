@@ -24,13 +24,12 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 from memorytalker.errors import TopologyError
 
-RegionSource = Union[str, Path, np.ndarray, Sequence[int], Sequence[Union[str, Path]]]
+RegionSource = str | Path | np.ndarray | Sequence[int] | Sequence[str | Path]
 
 #: Regions every topology must define (metrics and losses depend on them).
 REQUIRED_REGIONS = ("lips", "upper_face")
@@ -93,9 +92,9 @@ def read_region_file(path: str | Path) -> dict[str, np.ndarray] | np.ndarray:
 
 def _resolve_one(source, base_dir: Path | None, what: str) -> np.ndarray:
     if isinstance(source, np.ndarray) or (
-        isinstance(source, Sequence) and not isinstance(source, (str, bytes)) and all(
-            isinstance(s, (int, np.integer)) for s in source
-        )
+        isinstance(source, Sequence)
+        and not isinstance(source, (str, bytes))
+        and all(isinstance(s, (int, np.integer)) for s in source)
     ):
         return _as_index_array(source, what)
     text = str(source)
@@ -121,7 +120,9 @@ def _resolve_one(source, base_dir: Path | None, what: str) -> np.ndarray:
     return data
 
 
-def resolve_region(source: RegionSource, base_dir: str | Path | None = None, name: str = "region") -> np.ndarray:
+def resolve_region(
+    source: RegionSource, base_dir: str | Path | None = None, name: str = "region"
+) -> np.ndarray:
     """Turn a region source (file, ``file.pkl:key``, index list, or a list of files = union) into indices.
 
     The result is unvalidated against a vertex count; :class:`FaceTopology` does that.
@@ -257,7 +258,9 @@ class FaceTopology:
 
     def region(self, name: str) -> np.ndarray:
         if name not in self.regions:
-            raise TopologyError(f"topology {self.name!r} has no region {name!r} (have {sorted(self.regions)})")
+            raise TopologyError(
+                f"topology {self.name!r} has no region {name!r} (have {sorted(self.regions)})"
+            )
         return self.regions[name]
 
     # ------------------------------------------------------------------ construction
@@ -338,8 +341,10 @@ class FaceTopology:
         v = self.num_vertices
         ok = (len(shape) >= 2 and shape[-2:] == (v, 3)) or (len(shape) >= 1 and shape[-1] == v * 3)
         if not ok:
-            got = shape[-2] if len(shape) >= 2 and shape[-1] == 3 else (
-                shape[-1] // 3 if shape and shape[-1] % 3 == 0 else None
+            got = (
+                shape[-2]
+                if len(shape) >= 2 and shape[-1] == 3
+                else (shape[-1] // 3 if shape and shape[-1] % 3 == 0 else None)
             )
             raise TopologyError(
                 f"{what} has shape {shape}: expected {v} vertices of topology {self.name!r}"

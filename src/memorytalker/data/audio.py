@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -22,7 +21,7 @@ from memorytalker.errors import AudioError
 #: Sample rate every model in this package consumes.
 SAMPLE_RATE = 16000
 
-AudioSource = Union[str, Path, bytes, np.ndarray]
+AudioSource = str | Path | bytes | np.ndarray
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -144,7 +143,9 @@ def load_audio(
     if duration < min_duration:
         raise AudioError(f"{name}: audio is {duration:.3f} s long, shorter than the minimum {min_duration} s")
     if max_duration is not None and duration > max_duration:
-        raise AudioError(f"{name}: audio is {duration:.1f} s long, longer than the limit of {max_duration:g} s")
+        raise AudioError(
+            f"{name}: audio is {duration:.1f} s long, longer than the limit of {max_duration:g} s"
+        )
     if reject_silence and float(np.max(np.abs(mono))) < 1e-3:
         raise AudioError(f"{name}: audio is silent (peak below -60 dBFS); there is no speech to animate")
     return resample(mono, rate, target_rate)
