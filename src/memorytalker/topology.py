@@ -331,8 +331,15 @@ class FaceTopology:
         path = Path(path)
         if not path.is_file():
             raise TopologyError(f"topology file not found: {path}")
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_state({k: data[k] for k in data.files})
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                state = {k: data[k] for k in data.files}
+        except Exception as exc:
+            raise TopologyError(f"cannot read topology file {path}: {exc}") from exc
+        try:
+            return cls.from_state(state)
+        except TopologyError as exc:
+            raise TopologyError(f"{path}: {exc}") from None
 
     # ------------------------------------------------------------------ checks
     def check_vertices(self, array: np.ndarray, what: str = "vertices") -> None:
@@ -357,3 +364,49 @@ class FaceTopology:
             f"FaceTopology(name={self.name!r}, V={self.num_vertices}, F={len(self.faces)}, "
             f"fps={self.fps:g}, regions: {regions})"
         )
+
+
+# ---------------------------------------------------------------------------------------------- presets
+#: VOCASET / FLAME mesh frame rate once the field's 60 -> 30 fps subsampling is applied.
+VOCASET_FPS = 30.0
+#: BIWI (B3D(AC)^2) mesh frame rate.
+BIWI_FPS = 25.0
+
+
+def vocaset_topology(mesh: str | Path, masks: str | Path, fps: float = VOCASET_FPS) -> FaceTopology:
+    """The VOCASET (FLAME) topology from user-given files.
+
+    Args:
+        mesh: ``FLAME_sample.ply`` (5023 vertices, 9976 triangles; TimoBolkart/voca ``template/``).
+        masks: ``FLAME_masks.pkl`` (FLAME region dict; a latin1 pickle).
+        fps: mesh frame rate (30).
+
+    Regions: ``lips`` = ``masks["lips"]`` (254 entries, 250 unique: the duplicates are reported once),
+    ``upper_face`` = ``forehead ∪ eye_region`` (827 vertices), plus every other region of the pickle under
+    its own name (``nose``, ``face``, ...).
+    """
+    masks = Path(masks)
+    data = read_region_file(masks)
+    if not isinstance(data, dict):
+        raise TopologyError(f"{masks}: expected a FLAME region dict (lips, forehead, eye_region, ...)")
+    for key in ("lips", "forehead", "eye_region"):
+        if key not in data:
+            raise TopologyError(f"{masks}: no region {key!r} (it has {', '.join(sorted(data))})")
+    regions: dict[str, RegionSource] = {k: v for k, v in data.items() if k not in REQUIRED_REGIONS}
+    regions["lips"] = data["lips"]
+    regions["upper_face"] = np.union1d(data["forehead"], data["eye_region"])
+    return FaceTopology.from_files(mesh, regions, fps=fps, name="flame")
+
+
+def biwi_topology(
+    mesh: str | Path, lips: str | Path, upper_face: str | Path, fps: float = BIWI_FPS
+) -> FaceTopology:
+    """The BIWI topology from user-given files.
+
+    Args:
+        mesh: ``BIWI.ply`` (23370 vertices; FaceFormer ``BIWI/templates/``).
+        lips: ``lve.txt`` (4996 comma-separated lip vertex ids; CodeTalker ``BIWI/regions/``).
+        upper_face: ``fdd.txt`` (7784 upper-face vertex ids).
+        fps: mesh frame rate (25).
+    """
+    return FaceTopology.from_files(mesh, {"lips": lips, "upper_face": upper_face}, fps=fps, name="biwi")

@@ -37,6 +37,20 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
     return out.astype(np.float32)
 
 
+def pcm_to_float(audio: np.ndarray) -> np.ndarray:
+    """Integer PCM (int16, int32, uint8) -> float32 in [-1, 1); float arrays are returned as float32."""
+    a = np.asarray(audio)
+    if a.dtype == np.int16:
+        return a.astype(np.float32) / 32768.0
+    if a.dtype == np.int32:
+        return (a.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if a.dtype == np.uint8:
+        return (a.astype(np.float32) - 128.0) / 128.0
+    if a.dtype.kind == "f":
+        return a.astype(np.float32, copy=False)
+    raise AudioError(f"unsupported audio sample type {a.dtype} (use float, int16, int32 or uint8 PCM)")
+
+
 def _to_mono(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.ndim == 1:
@@ -118,7 +132,8 @@ def load_audio(
     """Load audio from a path, encoded bytes or an array and return ``(S,)`` float32 mono at ``target_rate``.
 
     Args:
-        source: file path, encoded bytes (any format), or an array ``(S,)``/``(S, C)``.
+        source: file path, encoded bytes (any format), or an array ``(S,)``/``(S, C)`` (float in [-1, 1],
+            or integer PCM, which is scaled: int16 / 32768, ...).
         sample_rate: required when ``source`` is an array (its rate); ignored otherwise.
         target_rate: output rate (16 kHz by default).
         min_duration: refuse shorter audio (seconds). Zero samples are always refused.
@@ -128,7 +143,7 @@ def load_audio(
     if isinstance(source, np.ndarray):
         if sample_rate is None:
             raise AudioError("sample_rate is required when audio is given as an array")
-        data = np.asarray(source, dtype=np.float32)
+        data = pcm_to_float(source)
         rate = int(sample_rate)
         name = "audio array"
     else:

@@ -1,0 +1,238 @@
+"""Find every problem in a processed dataset folder (``memorytalker data check``).
+
+:func:`check_dataset` never stops at the first problem: it returns one :class:`Finding` per problem
+(an empty list means the dataset is clean). Finding kinds:
+
+========================  ==============================================================================
+``manifest``              dataset.yaml / layout missing or invalid (nothing else can be checked)
+``missing_audio``         a vertex file without an audio file
+``missing_vertices``      an audio file without a vertex file
+``bad_clip_id``           a file name that is not ``<subject>_<sentence>``
+``unreadable``            a vertex, audio, templates, topology or phoneme file that cannot be read
+``vertex_count``          a vertex array (or template) with the wrong number of vertices or shape
+``nonfinite``             NaN/Inf in vertices, audio or templates
+``duration_mismatch``     audio duration x fps differs from the frame count by more than one frame
+``unknown_subject``       a split names a subject that has no clip
+``unknown_clip``          a split lists a clip that does not exist
+``empty_split``           a split that selects no clip
+``no_template``           a subject with clips but no template in templates.pkl
+========================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memorytalker.errors import MemoryTalkerError
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``kind`` (see module doc), a message naming the file/value, and the path / clip."""
+
+    kind: str
+    message: str
+    path: str | None = None
+    clip_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.message}"
+
+
+def _audio_info(path: Path) -> tuple[int, int, bool]:
+    """``(samples, rate, all finite)`` after decoding; raises AudioError on unreadable / empty audio."""
+    from memorytalker.data.audio import read_audio_file
+    from memorytalker.errors import AudioError
+
+    data, rate = read_audio_file(path)
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: audio has no samples")
+    return int(data.shape[0]), int(rate), bool(np.all(np.isfinite(data)))
+
+
+def check_dataset(
+    root: str | Path,
+    layout: str | Path | None = None,
+    topology=None,
+    progress: bool = False,
+) -> list[Finding]:
+    """Check a dataset folder and return every problem found (empty list = clean).
+
+    Args:
+        root: the dataset folder.
+        layout: as in :func:`memorytalker.data.load_dataset` (None = ROOT/dataset.yaml).
+        topology: optional FaceTopology / topology.npz overriding the dataset's own.
+        progress: show a tqdm progress bar over clips.
+    """
+    from tqdm import tqdm
+
+    from memorytalker.data.layout import (
+        TEMPLATES_NAME,
+        load_dataset,
+        parse_clip_id,
+        read_phonemes,
+        read_templates,
+    )
+
+    findings: list[Finding] = []
+
+    def add(kind: str, message: str, path=None, clip_id=None) -> None:
+        findings.append(Finding(kind, message, str(path) if path is not None else None, clip_id))
+
+    try:
+        index = load_dataset(root, layout=layout, topology=topology)
+    except MemoryTalkerError as exc:
+        return [Finding("manifest", str(exc), str(root))]
+
+    # ---- expected vertex count: topology > manifest > templates > most common in the data
+    expected_v: int | None = None
+    try:
+        if index.has_topology:
+            expected_v = index.topology.num_vertices
+    except MemoryTalkerError as exc:
+        add("unreadable", f"topology: {exc}", index.root)
+    if expected_v is None:
+        expected_v = index.manifest.num_vertices
+
+    templates: dict[str, np.ndarray] = {}
+    tpl_path = index.root / TEMPLATES_NAME
+    if not tpl_path.is_file():
+        add("unreadable", f"templates file not found: {tpl_path}", tpl_path)
+    else:
+        try:
+            templates = read_templates(tpl_path)
+        except MemoryTalkerError as exc:
+            add("unreadable", str(exc), tpl_path)
+        if expected_v is None and templates:
+            counts = [t.shape[0] for t in templates.values()]
+            expected_v = max(set(counts), key=counts.count)
+        for subj, tpl in templates.items():
+            if expected_v is not None and tpl.shape[0] != expected_v:
+                add(
+                    "vertex_count",
+                    f"{tpl_path}: template of {subj!r} has {tpl.shape[0]} vertices, expected {expected_v}",
+                    tpl_path,
+                )
+            if not np.all(np.isfinite(tpl)):
+                add("nonfinite", f"{tpl_path}: template of {subj!r} contains NaN/Inf", tpl_path)
+
+    # ---- pairing and clip ids
+    verts, wavs = index.vertex_files, index.audio_files
+    for cid in sorted(set(verts) - set(wavs)):
+        add("missing_audio", f"{verts[cid]} has no audio file wav/{cid}.wav", verts[cid], cid)
+    for cid in sorted(set(wavs) - set(verts)):
+        add("missing_vertices", f"{wavs[cid]} has no vertex file vertices_npy/{cid}.npy", wavs[cid], cid)
+    paired: list[str] = []
+    for cid in sorted(set(verts) & set(wavs)):
+        try:
+            parse_clip_id(cid)
+            paired.append(cid)
+        except MemoryTalkerError as exc:
+            add("bad_clip_id", str(exc), verts[cid], cid)
+
+    # ---- per clip: vertices, audio, duration, phonemes
+    for cid in tqdm(paired, desc="data check", unit="clip", disable=not progress):
+        rec = index._clip(cid)
+        n_frames = None
+        try:
+            arr = np.load(rec.vertices_path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            add("unreadable", f"cannot read vertices {rec.vertices_path}: {exc}", rec.vertices_path, cid)
+            arr = None
+        if arr is not None:
+            shape_ok = arr.dtype.kind == "f" and (
+                (arr.ndim == 2 and arr.shape[1] % 3 == 0) or (arr.ndim == 3 and arr.shape[2] == 3)
+            )
+            if not shape_ok:
+                add(
+                    "vertex_count",
+                    f"{rec.vertices_path}: {arr.dtype} array of shape {arr.shape} is neither (T, V*3) "
+                    "nor (T, V, 3) float",
+                    rec.vertices_path,
+                    cid,
+                )
+            else:
+                v = arr.shape[1] // 3 if arr.ndim == 2 else arr.shape[1]
+                if expected_v is not None and v != expected_v:
+                    add(
+                        "vertex_count",
+                        f"{rec.vertices_path}: {v} vertices per frame, expected {expected_v}",
+                        rec.vertices_path,
+                        cid,
+                    )
+                if arr.shape[0] == 0:
+                    add("vertex_count", f"{rec.vertices_path}: no frames", rec.vertices_path, cid)
+                else:
+                    n_frames = len(range(0, arr.shape[0], index.stride))
+                bad = int(np.count_nonzero(~np.isfinite(np.asarray(arr))))
+                if bad:
+                    add(
+                        "nonfinite",
+                        f"{rec.vertices_path}: {bad} NaN/Inf values",
+                        rec.vertices_path,
+                        cid,
+                    )
+        samples = None
+        try:
+            samples, rate, finite = _audio_info(rec.wav_path)
+            if not finite:
+                add("nonfinite", f"{rec.wav_path}: audio contains NaN/Inf samples", rec.wav_path, cid)
+        except MemoryTalkerError as exc:
+            add("unreadable", str(exc), rec.wav_path, cid)
+        if samples is not None and n_frames is not None:
+            audio_frames = samples / rate * index.fps
+            if abs(audio_frames - n_frames) > 1.0:
+                add(
+                    "duration_mismatch",
+                    f"{cid}: audio is {samples / rate:.3f} s = {audio_frames:.1f} frames at "
+                    f"{index.fps:g} fps but the vertices have {n_frames} frames",
+                    rec.wav_path,
+                    cid,
+                )
+        if rec.phonemes_path is not None:
+            try:
+                read_phonemes(rec.phonemes_path)
+            except MemoryTalkerError as exc:
+                add("unreadable", str(exc), rec.phonemes_path, cid)
+
+    # ---- splits and templates
+    subjects_with_clips: dict[str, list[str]] = {}
+    for cid in paired:
+        subjects_with_clips.setdefault(parse_clip_id(cid)[0], []).append(cid)
+    for name, spec in index.manifest.splits.items():
+        if spec.clips is not None:
+            for c in spec.clips:
+                if c not in paired:
+                    add("unknown_clip", f"split {name!r} lists clip {c!r}, which has no vertices+audio pair")
+        else:
+            for s in spec.subjects or ():
+                if s not in subjects_with_clips:
+                    add("unknown_subject", f"split {name!r} names subject {s!r}, which has no clip")
+        selected = [c for c in paired if spec.selects(c, *parse_clip_id(c))]
+        if not selected:
+            add("empty_split", f"split {name!r} selects no clip")
+    if templates or not tpl_path.is_file():
+        for subj in sorted(subjects_with_clips):
+            if subj not in templates:
+                add("no_template", f"subject {subj!r} has clips but no template in {TEMPLATES_NAME}")
+    return findings
+
+
+def format_findings(findings: list[Finding], max_per_kind: int | None = None) -> str:
+    """Group findings by kind for printing."""
+    if not findings:
+        return "no problems found"
+    by_kind: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_kind.setdefault(f.kind, []).append(f)
+    lines = [f"{len(findings)} problem(s) found:"]
+    for kind, items in by_kind.items():
+        lines.append(f"{kind}: {len(items)}")
+        shown = items if max_per_kind is None else items[:max_per_kind]
+        lines.extend(f"  {f.message}" for f in shown)
+        if len(shown) < len(items):
+            lines.append(f"  ... and {len(items) - len(shown)} more")
+    return "\n".join(lines)
