@@ -1,0 +1,152 @@
+"""Rendering and export speed: ``.venv/bin/python benchmarks/bench_render.py [--frames 300] [--size 512]``.
+
+Mesh: ``../shared/data/flame/FLAME_sample.ply`` (5023 vertices, 9976 triangles) when present, otherwise a
+generated UV sphere of about 5,000 vertices. The motion opens and closes the lower lip/jaw region plus a
+small whole-face wobble, so normals and every vertex change each frame. Audio: a synthetic 16 kHz signal
+as long as the frames. Target (issue 5): >= 30 rendered frames per second at 512x512 for a 5k-vertex
+mesh on 2 cores, encoding included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+FLAME = Path(__file__).resolve().parents[2] / "shared" / "data" / "flame" / "FLAME_sample.ply"
+
+
+def load_mesh_5k() -> tuple[np.ndarray, np.ndarray, str]:
+    from memorytalker.topology import load_mesh
+
+    if FLAME.is_file():
+        v, f = load_mesh(FLAME)
+        return v, f, f"FLAME_sample.ply ({len(v)} vertices, {len(f)} triangles)"
+    import trimesh
+
+    m = trimesh.creation.uv_sphere(radius=0.1, count=[71, 71])
+    v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)
+    return v, f, f"generated UV sphere ({len(v)} vertices, {len(f)} triangles)"
+
+
+def animate(v: np.ndarray, frames: int) -> np.ndarray:
+    lo, hi = v.min(0), v.max(0)
+    size = float(np.linalg.norm(hi - lo))
+    # "jaw": front vertices in the lower third move down with the opening
+    lower = (v[:, 1] < lo[1] + 0.45 * (hi[1] - lo[1])) & (v[:, 2] > lo[2] + 0.6 * (hi[2] - lo[2]))
+    t = np.arange(frames)
+    opening = 0.02 * size * np.abs(np.sin(t / 4.0))
+    seq = np.repeat(v[None].astype(np.float32), frames, axis=0)
+    seq[:, lower, 1] -= opening[:, None].astype(np.float32)
+    seq += (0.002 * size * np.sin(t / 9.0))[:, None, None].astype(np.float32)
+    return seq
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames (300 = 10 s at 30 fps)")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--fps", type=float, default=30.0)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+
+    from memorytalker.render import export_glb, export_sequence, render_video
+    from memorytalker.render.camera import frame_vertices
+    from memorytalker.render.gl import MeshRenderer
+    from memorytalker.render.video import VideoWriter
+
+    v, f, what = load_mesh_5k()
+    seq = animate(v, args.frames)
+    sr = 16000
+    n = int(args.frames / args.fps * sr)
+    audio = (0.2 * np.sin(2 * np.pi * 180 * np.arange(n) / sr) * np.sin(np.arange(n) / 900.0)).astype(
+        np.float32
+    )
+    rows = []
+    print(f"mesh: {what}; {args.frames} frames at {args.fps:g} fps, {args.size}x{args.size}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # 1. render only (GL + normals + readback)
+        with MeshRenderer(f, len(v), frame_vertices(seq[0]), size=args.size) as r:
+            r.render(seq[0])
+            t0 = time.perf_counter()
+            frames = [r.render(seq[i], frame=i) for i in range(args.frames)]
+            dt = time.perf_counter() - t0
+        rows.append(("render only (normals + draw + readback)", dt, args.frames / dt))
+        # 2. encode only (H.264 + AAC)
+        t0 = time.perf_counter()
+        with VideoWriter(tmp / "enc.mp4", args.size, args.size, args.fps, audio=audio, sample_rate=sr) as w:
+            for fr in frames:
+                w.write(fr)
+        dt = time.perf_counter() - t0
+        rows.append(("encode only (x264 veryfast crf 20 + AAC)", dt, args.frames / dt))
+        del frames
+        # 3. render_video end to end (context, camera, render, encode, mux, audio)
+        t0 = time.perf_counter()
+        render_video(
+            seq, f, args.fps, tmp / "v.mp4", audio=audio, sample_rate=sr, size=args.size, progress=False
+        )
+        dt = time.perf_counter() - t0
+        rows.append(("**render_video end to end**", dt, args.frames / dt))
+        size_mb = (tmp / "v.mp4").stat().st_size / 1e6
+        # 4. side by side + lip-opening strip (two renders per frame)
+        topo = None
+        if FLAME.is_file() and (FLAME.parent / "FLAME_masks.pkl").is_file():
+            from memorytalker.topology import vocaset_topology
+
+            topo = vocaset_topology(FLAME, FLAME.parent / "FLAME_masks.pkl")
+        t0 = time.perf_counter()
+        render_video(
+            seq,
+            f,
+            args.fps,
+            tmp / "sbs.mp4",
+            audio=audio,
+            sample_rate=sr,
+            size=args.size,
+            ground_truth=seq[::-1].copy(),
+            lip_plot=topo is not None,
+            topology=topo,
+            units="m",
+            progress=False,
+        )
+        dt = time.perf_counter() - t0
+        rows.append(("side by side" + (" + lip plot" if topo is not None else ""), dt, args.frames / dt))
+        # 5. exports
+        t0 = time.perf_counter()
+        glb = export_glb(seq, f, args.fps, tmp / "a.glb")
+        dt_glb = time.perf_counter() - t0
+        import json
+        import struct
+
+        raw = glb.read_bytes()
+        (jlen,) = struct.unpack_from("<I", raw, 12)
+        extras = json.loads(raw[20 : 20 + jlen])["asset"]["extras"]
+        t0 = time.perf_counter()
+        export_sequence(seq, f, tmp / "ply", fmt="ply", progress=False)
+        dt_ply = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        export_sequence(seq[:60], f, tmp / "obj", fmt="obj", progress=False)
+        dt_obj = (time.perf_counter() - t0) * args.frames / 60
+
+    print("\n| step | time | frames/s |\n|---|---|---|")
+    for name, dt, fps in rows:
+        print(f"| {name} | {dt:.2f} s | {fps:.0f} |")
+    print(f"\nMP4: {size_mb:.2f} MB")
+    print(
+        f"export_glb: {dt_glb:.2f} s, {extras['morph_targets']} morph targets, max vertex error "
+        f"{extras['max_error'] * 1000:.4f} mm (tolerance {extras['tolerance'] * 1000:.4f} mm), "
+        f"{len(raw) / 1e6:.2f} MB"
+    )
+    print(
+        f"export_sequence: PLY {dt_ply:.2f} s, OBJ {dt_obj:.2f} s (extrapolated from 60 frames) for {args.frames} frames"
+    )
+
+
+if __name__ == "__main__":
+    main()
