@@ -7,7 +7,7 @@ video's curve and the evaluation report's curve are the same quantity). The open
 distance between the two vertices in every frame.
 
 Two renderings: :func:`lip_plot_strip` is the strip drawn under a video (whole clip, with a moving time
-cursor added per frame by :func:`draw_cursor`); :func:`save_lip_plot` writes a standalone PNG.
+cursor drawn per frame by :func:`memorytalker.render.frames.render_frames`); :func:`save_lip_plot` writes a standalone PNG.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def lip_plot_strip(
 
     Returns:
         ``(image (height, width, 3) uint8, cursor_x (num_frames,) int)``: the static plot and, per video
-        frame, the pixel column of its time (for :func:`draw_cursor`).
+        frame, the pixel column of its time (where the cursor goes).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -105,13 +105,6 @@ def lip_plot_strip(
     disp = ax.transData.transform(np.stack([times, np.zeros_like(times)], 1))
     cursor = np.clip(np.round(disp[:, 0]).astype(int), 0, width - 1)
     return img, cursor
-
-
-def draw_cursor(strip: np.ndarray, x: int, colour: tuple[int, int, int] = (30, 110, 220)) -> np.ndarray:
-    """A copy of ``strip`` with a 2-pixel vertical time cursor at column ``x``."""
-    out = strip.copy()
-    out[:, max(0, x - 1) : x + 1] = colour
-    return out
 
 
 def save_lip_plot(
