@@ -1,0 +1,106 @@
+"""Inference speed: ``MemoryTalker.predict`` on 10 s, 60 s and 10 min of audio, real-time factors.
+
+Models (randomly initialised; speed does not depend on the weights):
+
+* ``compact``: the default :class:`ModelConfig` (compact backbone, memory, style encoder on = the full stage-2
+  inference graph), on a 5023-vertex (FLAME-sized) topology at 30 fps.
+* ``wav2vec2-base``: the same with a Hugging Face backbone of ``Wav2Vec2Config()``'s default size (= the
+  wav2vec2-base / hubert-base architecture, 94 M parameters), built from a config written to a temporary
+  folder (nothing downloads); long audio runs in ``chunk_seconds`` windows.
+
+    .venv/bin/python benchmarks/bench_inference.py [--threads 2] [--models compact wav2vec2-base]
+        [--seconds 10 60 600] [--hf-seconds 10 60 600] [--repeats 3]
+
+Each figure is the best of ``--repeats`` timed calls after one untimed warm-up call, under
+``torch.inference_mode()``; the real-time factor is audio seconds / wall seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from memorytalker.models.config import ModelConfig, StyleConfig
+from memorytalker.models.memorytalker import MemoryTalker
+from memorytalker.topology import FaceTopology
+
+SR = 16000
+
+
+def flame_sized_topology(fps: float = 30.0, vertices: int = 5023) -> FaceTopology:
+    rng = np.random.default_rng(0)
+    verts = rng.normal(scale=0.05, size=(vertices, 3)).astype(np.float32)
+    faces = np.stack([np.arange(vertices - 2), np.arange(1, vertices - 1), np.arange(2, vertices)], 1)
+    return FaceTopology(
+        "flame-sized", verts, faces, fps, {"lips": np.arange(250), "upper_face": np.arange(800)}
+    )
+
+
+def build(kind: str, topology: FaceTopology, tmp: str) -> MemoryTalker:
+    cfg = ModelConfig(style=StyleConfig(enabled=True))
+    if kind == "wav2vec2-base":
+        from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+        Wav2Vec2ForCTC(Wav2Vec2Config()).save_pretrained(tmp)
+        cfg = dataclasses.replace(
+            cfg, backbone=dataclasses.replace(cfg.backbone, kind="huggingface", name_or_path=tmp)
+        )
+    torch.manual_seed(0)
+    model = MemoryTalker(cfg, topology).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.decoder.head.weight, std=1e-3)
+    return model
+
+
+def time_predict(model: MemoryTalker, seconds: float, repeats: int) -> tuple[float, int]:
+    n = int(seconds * SR)
+    g = torch.Generator().manual_seed(0)
+    audio = torch.randn(1, n, generator=g) * 0.1
+    lengths = torch.tensor([n])
+    template = torch.from_numpy(np.array(model.topology.vertices))[None]
+    best = float("inf")
+    frames = 0
+    with torch.inference_mode():
+        model.predict(audio[:, : min(n, 2 * SR)], torch.tensor([min(n, 2 * SR)]), template)  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = model.predict(audio, lengths, template)
+            best = min(best, time.perf_counter() - t0)
+            frames = out.shape[1]
+    return best, frames
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=["compact", "wav2vec2-base"])
+    ap.add_argument("--seconds", nargs="+", type=float, default=[10, 60, 600], help="compact model")
+    ap.add_argument("--hf-seconds", nargs="+", type=float, default=[10, 60, 600], help="wav2vec2-base model")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    topology = flame_sized_topology()
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"topology: V={topology.num_vertices}, fps={topology.fps:g}")
+    print(f"{'model':<15}{'params':>10}{'audio':>9}{'frames':>8}{'wall s':>9}{'x real time':>13}")
+    for kind in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = build(kind, topology, tmp)
+            skip = {id(p) for p in model.motion_encoder.parameters()}  # params: the inference graph
+            params = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+            for seconds in args.seconds if kind == "compact" else args.hf_seconds:
+                wall, frames = time_predict(model, seconds, args.repeats if seconds < 600 else 1)
+                print(
+                    f"{kind:<15}{params / 1e6:>9.1f}M{seconds:>8.0f}s{frames:>8}{wall:>9.3f}{seconds / wall:>12.1f}x",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""``memorytalker evaluate --checkpoint CKPT --data DIR --split test --out report.json [--pred-dir DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "evaluate"
+HELP = "score a checkpoint on a dataset split: five metrics per subject and pooled, plus a lip-opening plot"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", "-k", required=True, help="checkpoint file (best.pt / last.pt)")
+    parser.add_argument("--data", "-d", required=True, help="processed dataset folder (docs/LAYOUT.md)")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument(
+        "--out", "-o", default="report.json", help="JSON report to write (default: report.json)"
+    )
+    parser.add_argument("--pred-dir", default=None, help="also save predictions as DIR/<clip>.npy (T, V, 3)")
+    parser.add_argument(
+        "--layout", default=None, help="for folders without dataset.yaml: vocaset, biwi or a YAML"
+    )
+    parser.add_argument("--plot", default=None, help="lip-opening PNG (default: the report path with .png)")
+    parser.add_argument(
+        "--plot-clips", type=int, default=3, help="clips in the lip-opening plot (0 = no plot)"
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
+    parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from memorytalker.evaluation import format_report
+    from memorytalker.training.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        out=args.out,
+        pred_dir=args.pred_dir,
+        layout=args.layout,
+        plot=args.plot,
+        plot_clips=args.plot_clips,
+        device=args.device,
+        progress=not args.no_progress,
+        max_clips=args.max_clips,
+    )
+    print(format_report(report))
+    print(
+        f"report: {args.out}"
+        + (f"; plot: {report['lip_opening']['plot']}" if "lip_opening" in report else "")
+    )
+    return 0

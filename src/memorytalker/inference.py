@@ -1,0 +1,168 @@
+"""Inference API: speech in, ``(T, V, 3)`` vertices out. No speaker id, no reference motion.
+
+::
+
+    from memorytalker.inference import Animator, animate
+
+    animator = Animator("runs/synthetic/animating/best.pt")     # or Animator() for the bundled model
+    vertices = animator.animate("speech.wav")                   # (T, V, 3) at animator.fps
+    vertices = animate(samples, sample_rate=44100, template="my_neutral_face.ply")
+
+Audio may be a path, encoded bytes or an array, of any length, sample rate and channel count
+(:func:`memorytalker.data.audio.load_audio`; unreadable, empty or silent audio is an
+:class:`~memorytalker.errors.AudioError`). The template is a mesh file (.ply/.obj), a ``.npy`` or a
+``(V, 3)`` array in the model's topology (another vertex count is a :class:`~memorytalker.errors.TopologyError`
+naming both counts); None = the topology's reference mesh.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from memorytalker.data.audio import SAMPLE_RATE, AudioSource, load_audio
+from memorytalker.errors import CheckpointError, TopologyError
+from memorytalker.topology import FaceTopology, load_mesh
+
+#: The bundled default model and example recording (package data).
+DEFAULT_CHECKPOINT = "default.pt"
+EXAMPLE_AUDIO = "example.wav"
+
+TemplateSource = str | Path | np.ndarray | None
+
+
+def asset_path(name: str) -> Path:
+    """Path of a file in ``memorytalker/assets`` (it may not exist)."""
+    return Path(str(resources.files("memorytalker"))) / "assets" / name
+
+
+def default_checkpoint() -> Path:
+    """The bundled default model; :class:`CheckpointError` when this installation has none."""
+    path = asset_path(DEFAULT_CHECKPOINT)
+    if not path.is_file():
+        raise CheckpointError(
+            f"the default model is not bundled with this installation ({path} does not exist); pass a "
+            "checkpoint (Animator(checkpoint=...), animate(..., checkpoint=...) or --checkpoint) from "
+            "`memorytalker train`"
+        )
+    return path
+
+
+def example_audio() -> Path:
+    """The bundled example recording; :class:`CheckpointError`-like clear error when absent."""
+    path = asset_path(EXAMPLE_AUDIO)
+    if not path.is_file():
+        from memorytalker.errors import AudioError
+
+        raise AudioError(
+            f"the example recording is not bundled with this installation ({path} does not exist)"
+        )
+    return path
+
+
+def load_template(template: TemplateSource, topology: FaceTopology) -> np.ndarray:
+    """A ``(V, 3)`` float32 neutral mesh in ``topology``: None = its reference mesh; a mesh file
+    (.ply/.obj), a ``.npy`` file, or an array ``(V, 3)`` / ``(V*3,)``.
+
+    Raises:
+        TopologyError: unreadable file, or a vertex count other than the topology's (both named).
+    """
+    v = topology.num_vertices
+    if template is None:
+        return np.array(topology.vertices, dtype=np.float32)
+    if isinstance(template, (str, Path)):
+        path = Path(template)
+        if path.suffix.lower() == ".npy":
+            if not path.is_file():
+                raise TopologyError(f"template file not found: {path}")
+            try:
+                array = np.load(path, allow_pickle=False)
+            except Exception as exc:
+                raise TopologyError(f"cannot read template {path}: {exc}") from exc
+        else:
+            array, _ = load_mesh(path)
+        what = f"template {path}"
+    else:
+        array = np.asarray(template)
+        what = "template array"
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 1 and array.size % 3 == 0:
+        array = array.reshape(-1, 3)
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise TopologyError(
+            f"{what} has shape {array.shape}: expected ({v}, 3) for topology {topology.name!r}"
+        )
+    if array.shape[0] != v:
+        raise TopologyError(
+            f"{what} has {array.shape[0]} vertices, but the model's topology {topology.name!r} has {v}: "
+            "the template must be a neutral face of the topology the model was trained on"
+        )
+    if not np.all(np.isfinite(array)):
+        raise TopologyError(f"{what} has NaN/Inf coordinates")
+    return array
+
+
+class Animator:
+    """A loaded model ready to animate speech.
+
+    Args:
+        checkpoint: a checkpoint from ``memorytalker train`` (None = the bundled default model).
+        device: torch device (``"cpu"``, ``"cuda"``...).
+
+    Attributes:
+        topology: the model's :class:`FaceTopology` (``faces`` for rendering, reference mesh).
+        fps: output frame rate.
+        model, config: the :class:`~memorytalker.models.memorytalker.MemoryTalker` and its config.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from memorytalker.training.checkpoint import load_model
+
+        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        self.checkpoint = path
+        self.device = torch.device(device)
+        self.model, self.topology, self.config = load_model(path, self.device)
+        self.model.eval()
+
+    @property
+    def fps(self) -> float:
+        """Output frame rate (the topology's)."""
+        return float(self.topology.fps)
+
+    def animate(
+        self, audio: AudioSource, sample_rate: int | None = None, template: TemplateSource = None
+    ) -> np.ndarray:
+        """Vertices ``(T, V, 3)`` float32 for ``audio``; ``T = round(duration * fps)``.
+
+        Args:
+            audio: path, encoded bytes, or an array ``(S,)`` / ``(S, C)`` (then ``sample_rate`` is required).
+            sample_rate: the array's rate (ignored for files and bytes).
+            template: neutral face (see :func:`load_template`); None = the topology's reference mesh.
+        """
+        import torch
+
+        wave = load_audio(audio, sample_rate=sample_rate, reject_silence=True)
+        tpl = load_template(template, self.topology)
+        with torch.inference_mode():
+            x = torch.from_numpy(wave).to(self.device)[None]
+            lengths = torch.tensor([wave.shape[0]], device=self.device)
+            t = torch.from_numpy(tpl).to(self.device)[None]
+            pred = self.model.predict(x, lengths, t)
+        return pred[0].float().cpu().numpy()
+
+
+def animate(
+    audio: AudioSource,
+    template: TemplateSource = None,
+    checkpoint: str | Path | None = None,
+    sample_rate: int | None = None,
+) -> np.ndarray:
+    """One-call inference: ``Animator(checkpoint).animate(audio, sample_rate, template)`` -> ``(T, V, 3)``."""
+    return Animator(checkpoint).animate(audio, sample_rate=sample_rate, template=template)
+
+
+__all__ = ["Animator", "animate", "load_template", "default_checkpoint", "example_audio", "SAMPLE_RATE"]

@@ -1,0 +1,109 @@
+"""Hugging Face CTC checkpoints (Wav2Vec2ForCTC, HubertForCTC, or anything ``AutoModelForCTC`` builds with
+the same structure) as the text branch.
+
+FaceFormer's frame-rate alignment: the convolutional front end's 50 Hz features are linearly interpolated
+to the requested number of frames (``align_corners=True``) *before* the feature projection and the
+transformer, so the CTC logits come out one per mesh frame (or two, ``text_rate: double``).
+
+Limits (docs/MODEL.md): the transformer attends over the whole input, so audio longer than
+``chunk_seconds`` is processed at inference in windows with ``context_seconds`` of context per side; and
+base-size checkpoints normalise their first convolution over time (``feat_extract_norm="group"``), so a
+zero-padded clip in a batch is not bit-identical to the clip alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from memorytalker.data.audio import SAMPLE_RATE
+from memorytalker.errors import CheckpointError, ConfigError
+from memorytalker.models.backbones import TextBackbone
+from memorytalker.models.config import BackboneConfig
+from memorytalker.models.layers import interpolate_frames, lengths_to_mask
+
+#: Shortest input the convolutional front end accepts (its receptive field), in samples.
+MIN_SAMPLES = 400
+
+
+def load_ctc_model(name_or_path: str, pretrained: bool) -> nn.Module:
+    """``AutoModelForCTC`` from a model id or folder: weights when ``pretrained``, else random from its
+    config. Offline-friendly: a missing model is a :class:`CheckpointError` naming it."""
+    try:
+        from transformers import AutoConfig, AutoModelForCTC
+    except ImportError as exc:  # pragma: no cover - transformers is a dependency
+        raise ConfigError(f"model.backbone.kind=huggingface needs the transformers package: {exc}") from exc
+    try:
+        if pretrained:
+            return AutoModelForCTC.from_pretrained(name_or_path)
+        config = AutoConfig.from_pretrained(name_or_path)
+        return AutoModelForCTC.from_config(config)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot load the Hugging Face CTC model {name_or_path!r} (a model id in the local Hugging Face "
+            f"cache, or a folder written by save_pretrained; nothing is downloaded when offline): {exc}"
+        ) from exc
+
+
+class HuggingFaceCTC(TextBackbone):
+    """Wav2Vec2/HuBERT CTC model with FaceFormer interpolation to the mesh frame rate."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        model = load_ctc_model(cfg.name_or_path, cfg.pretrained)
+        base = getattr(model, "base_model", None)
+        needed = ("feature_extractor", "feature_projection", "encoder")
+        if base is None or not all(hasattr(base, n) for n in needed) or not hasattr(model, "lm_head"):
+            raise ConfigError(
+                f"model.backbone.name_or_path={cfg.name_or_path!r} is a {type(model).__name__}; expected a "
+                "Wav2Vec2/HuBERT-style CTC model (feature_extractor, feature_projection, encoder, lm_head)"
+            )
+        self.model = model
+        self.vocab_size = int(model.config.vocab_size)
+        self.blank_id = int(getattr(model.config, "pad_token_id", 0) or 0)
+        self.chunk_samples = int(round(cfg.chunk_seconds * SAMPLE_RATE))
+        self.context_samples = int(round(cfg.context_seconds * SAMPLE_RATE))
+        # layerdrop would make the padded and unpadded passes differ in training; keep it as configured
+        if cfg.freeze_feature_encoder:
+            for p in base.feature_extractor.parameters():
+                p.requires_grad_(False)
+        if cfg.freeze_transformer:
+            for p in model.parameters():
+                p.requires_grad_(False)
+
+    @property
+    def base(self) -> nn.Module:
+        return self.model.base_model
+
+    def forward(
+        self, audio: torch.Tensor, audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int
+    ) -> torch.Tensor:
+        """Normalised audio ``(B, S)`` -> CTC logits ``(B, num_frames, M)`` (zero past ``frame_lengths``)."""
+        base = self.base
+        if audio.shape[-1] < MIN_SAMPLES:
+            audio = nn.functional.pad(audio, (0, MIN_SAMPLES - audio.shape[-1]))
+        audio_lengths = audio_lengths.to(audio.device).clamp(min=MIN_SAMPLES)
+        feats = base.feature_extractor(audio).transpose(1, 2)  # (B, A, 512) at 50 Hz
+        in_lengths = base._get_feat_extract_output_lengths(audio_lengths).long().clamp(1, feats.shape[1])
+        frame_lengths = frame_lengths.to(audio.device)
+        feats = interpolate_frames(feats, in_lengths, frame_lengths, num_frames)  # (B, T, 512)
+        hidden = base.feature_projection(feats)
+        if isinstance(hidden, tuple):  # Wav2Vec2 returns (hidden, normed features)
+            hidden = hidden[0]
+        valid = lengths_to_mask(frame_lengths, num_frames)
+        if self.training and hasattr(base, "_mask_hidden_states"):
+            hidden = base._mask_hidden_states(hidden, attention_mask=valid.long())  # SpecAugment
+        hidden = base.encoder(hidden, attention_mask=valid).last_hidden_state
+        dropout = getattr(self.model, "dropout", None)
+        if dropout is not None:
+            hidden = dropout(hidden)
+        logits = self.model.lm_head(hidden)
+        return logits * valid.unsqueeze(-1).to(logits.dtype)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        frontend = list(self.base.feature_extractor.parameters())
+        head = list(self.model.lm_head.parameters())
+        taken = {id(p) for p in frontend + head}
+        asr = [p for p in self.model.parameters() if id(p) not in taken]
+        return {"asr_frontend": frontend, "asr": asr, "ctc_head": head}

@@ -1,0 +1,230 @@
+"""Model configuration: :class:`ModelConfig` and its sub-configs (the single source of truth for the model).
+
+Every field has a default; YAML files and ``key=value`` overrides only change them
+(``memorytalker.config.from_dict``). Dataset facts (vertex count, fps) are not here: they come from the
+:class:`~memorytalker.topology.FaceTopology` the model is built with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from memorytalker.data.phonemes import CTC_VOCAB
+from memorytalker.errors import ConfigError
+
+#: Backbone kinds.
+BACKBONE_KINDS = ("compact", "huggingface")
+#: How text frames map to mesh frames: one text frame per mesh frame (FaceFormer's VOCASET interpolation),
+#: or two (FaceFormer's BIWI variant: the decoder attends to text frames 2t and 2t+1).
+TEXT_RATES = ("mesh", "double")
+#: Style scale modes: ``paper`` = ``sigmoid(f_s) * Linear(f_s)`` (may be negative), ``softplus`` =
+#: ``sigmoid(f_s) * softplus(Linear(f_s))`` (non-negative).
+STYLE_SCALES = ("paper", "softplus")
+
+
+def _positive(value: float, name: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass
+class BackboneConfig:
+    """The text branch (ASR encoder): per-frame CTC logits over ``vocab_size`` symbols at the mesh fps.
+
+    Attributes:
+        kind: ``compact`` (built-in log-mel encoder trained with a CTC loss on phoneme labels) or
+            ``huggingface`` (a Wav2Vec2/HuBERT CTC checkpoint).
+        name_or_path: Hugging Face model id or local folder (``huggingface`` only).
+        pretrained: load the checkpoint's weights (False: build from its config with random weights; used
+            when a MemoryTalker checkpoint supplies every weight anyway).
+        freeze_feature_encoder: freeze the HF convolutional front end (always frozen in the paper).
+        freeze_transformer: also freeze the HF transformer and CTC head (the paper fine-tunes them).
+        text_rate: ``mesh`` (one text frame per mesh frame) or ``double`` (two; FaceFormer's BIWI variant).
+        chunk_seconds: inference on audio longer than this runs the HF backbone in windows of this length
+            (plus ``context_seconds`` each side; the windows' centres are stitched). Not used by ``compact``,
+            whose every layer is local and runs on any length in one call.
+        context_seconds: context added to each side of an HF window.
+        vocab_size: CTC symbols of the compact encoder (= len(CTC_VOCAB): blank + 39 ARPAbet phonemes).
+        n_mels, n_fft, hop_length: compact encoder log-mel front end (16 kHz input).
+        width, layers, heads, ffn: compact encoder transformer size.
+        conv_layers, conv_kernel: compact encoder convolutional front end (the first conv has stride 2:
+            100 Hz mel frames -> 50 Hz, then linear interpolation to the mesh fps).
+        window: compact encoder self-attention sees +-window frames (mesh-rate frames).
+        dropout: compact encoder dropout.
+    """
+
+    kind: str = "compact"
+    name_or_path: str = "facebook/wav2vec2-base-960h"
+    pretrained: bool = True
+    freeze_feature_encoder: bool = True
+    freeze_transformer: bool = False
+    text_rate: str = "mesh"
+    chunk_seconds: float = 20.0
+    context_seconds: float = 2.0
+    vocab_size: int = len(CTC_VOCAB)
+    n_mels: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+    width: int = 256
+    layers: int = 4
+    heads: int = 4
+    ffn: int = 1024
+    conv_layers: int = 2
+    conv_kernel: int = 5
+    window: int = 16
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        if self.kind not in BACKBONE_KINDS:
+            raise ConfigError(f"model.backbone.kind must be one of {list(BACKBONE_KINDS)}, got {self.kind!r}")
+        if self.text_rate not in TEXT_RATES:
+            raise ConfigError(
+                f"model.backbone.text_rate must be one of {list(TEXT_RATES)}, got {self.text_rate!r}"
+            )
+        if self.kind == "huggingface" and not str(self.name_or_path).strip():
+            raise ConfigError("model.backbone.name_or_path is empty (a Hugging Face model id or folder)")
+        _positive(self.chunk_seconds, "model.backbone.chunk_seconds")
+        if self.context_seconds < 0:
+            raise ConfigError(f"model.backbone.context_seconds must be >= 0, got {self.context_seconds}")
+        if self.kind == "compact":
+            if self.vocab_size != len(CTC_VOCAB):
+                raise ConfigError(
+                    f"model.backbone.vocab_size={self.vocab_size}: the compact encoder is trained on the "
+                    f"phoneme vocabulary memorytalker.data.phonemes.CTC_VOCAB ({len(CTC_VOCAB)} symbols)"
+                )
+            for name in ("n_mels", "n_fft", "hop_length", "width", "layers", "heads", "ffn", "conv_layers"):
+                if getattr(self, name) < 1:
+                    raise ConfigError(f"model.backbone.{name} must be >= 1, got {getattr(self, name)}")
+            if self.width % self.heads:
+                raise ConfigError(
+                    f"model.backbone.width={self.width} is not divisible by model.backbone.heads={self.heads}"
+                )
+            if self.conv_kernel < 1 or self.conv_kernel % 2 == 0:
+                raise ConfigError(f"model.backbone.conv_kernel must be odd and >= 1, got {self.conv_kernel}")
+            if self.window < 1:
+                raise ConfigError(f"model.backbone.window must be >= 1 frame, got {self.window}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.backbone.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class MemoryConfig:
+    """Motion memory ``M x D`` (``M`` = the backbone's CTC vocabulary size).
+
+    Attributes:
+        enabled: False = the no-memory ablation (the decoder sees text features only).
+        slots: ``M``; 0 = take it from the backbone's vocabulary (must equal it when given).
+        width: ``D``, the feature width of memory, text projection, fusion and decoder.
+        kappa: softmax scale of both addressing routes.
+        teacher_forcing: run the teacher-forced decoder pass (ground-truth motion feature) in training.
+    """
+
+    enabled: bool = True
+    slots: int = 0
+    width: int = 96
+    kappa: float = 16.0
+    teacher_forcing: bool = True
+
+    def validate(self) -> None:
+        if self.slots < 0:
+            raise ConfigError(
+                f"model.memory.slots must be >= 0 (0 = the backbone vocabulary), got {self.slots}"
+            )
+        if self.width < 1:
+            raise ConfigError(f"model.memory.width must be >= 1, got {self.width}")
+        _positive(self.kappa, "model.memory.kappa")
+
+
+@dataclass
+class StyleConfig:
+    """Speaking-style encoder (stage 2): log-mel of the clip -> per-sample slot weights.
+
+    Attributes:
+        enabled: build and use the style encoder (stage 2); False = stage 1 / unstylised memory.
+        n_mels, n_fft, hop_length: log-mel front end (16 kHz input, 100 Hz frames by default).
+        channels: conv channels; blocks: residual conv blocks (every second one strided by 2).
+        embed: width of the pooled utterance embedding.
+        scale: ``paper`` or ``softplus`` (see :data:`STYLE_SCALES`).
+    """
+
+    enabled: bool = False
+    n_mels: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+    channels: int = 128
+    blocks: int = 4
+    embed: int = 256
+    scale: str = "paper"
+
+    def validate(self) -> None:
+        for name in ("n_mels", "n_fft", "hop_length", "channels", "embed"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.style.{name} must be >= 1, got {getattr(self, name)}")
+        if self.blocks < 0:
+            raise ConfigError(f"model.style.blocks must be >= 0, got {self.blocks}")
+        if self.scale not in STYLE_SCALES:
+            raise ConfigError(f"model.style.scale must be one of {list(STYLE_SCALES)}, got {self.scale!r}")
+
+
+@dataclass
+class DecoderConfig:
+    """Motion decoder: fusion, periodic positional encoding, one-frame-aligned transformer decoder, head.
+
+    Attributes:
+        layers, heads, ffn, dropout: transformer decoder (post-norm, ReLU, as ``nn.TransformerDecoderLayer``).
+        window: self-attention sees +-window frames (bidirectional); 0 = no limit (quadratic; short clips).
+        period: periodic positional encoding period in frames; 0 = the topology's fps (30 or 25).
+    """
+
+    layers: int = 1
+    heads: int = 4
+    ffn: int = 192
+    dropout: float = 0.1
+    window: int = 60
+    period: int = 0
+
+    def validate(self) -> None:
+        for name in ("layers", "heads", "ffn"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.decoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.window < 0 or self.period < 0:
+            raise ConfigError("model.decoder.window and model.decoder.period must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.decoder.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelConfig:
+    """The whole model. Defaults: compact backbone, memory on, style off (stage 1)."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    style: StyleConfig = field(default_factory=StyleConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def validate(self) -> None:
+        self.backbone.validate()
+        self.memory.validate()
+        self.style.validate()
+        self.decoder.validate()
+        if self.memory.width % self.decoder.heads:
+            raise ConfigError(
+                f"model.memory.width={self.memory.width} is not divisible by model.decoder.heads="
+                f"{self.decoder.heads}"
+            )
+        if self.backbone.kind == "compact" and self.memory.slots not in (0, self.backbone.vocab_size):
+            raise ConfigError(
+                f"model.memory.slots={self.memory.slots} must equal the backbone vocabulary size "
+                f"({self.backbone.vocab_size}) or be 0"
+            )
+
+    def check_slots(self, vocab_size: int) -> int:
+        """The number of memory slots for a backbone of ``vocab_size`` symbols (error if they differ)."""
+        if self.memory.slots not in (0, vocab_size):
+            raise ConfigError(
+                f"model.memory.slots={self.memory.slots} but the backbone "
+                f"{self.backbone.name_or_path if self.backbone.kind == 'huggingface' else 'compact'} has "
+                f"{vocab_size} CTC symbols: memory slots are addressed by CTC logits, so they must be equal "
+                "(or set slots=0)"
+            )
+        return vocab_size

@@ -1,0 +1,338 @@
+"""The MemoryTalker model (one class for both training stages and every ablation).
+
+Data flow for a batch (shapes: ``B`` clips, ``S`` samples, ``T`` mesh frames, ``r T`` text frames with
+``r`` = 1, or 2 for ``text_rate: double``, ``M`` slots = CTC symbols, ``D`` width, ``V`` vertices)::
+
+    audio (B, S) -> per-clip normalisation -> backbone -> CTC logits l (B, rT, M)
+    f_txt = text_proj(l) (B, rT, D)                           text features (decoder cross-attention)
+    key route:   K = softmax(kappa l_t) (B, T, M); key_read = K @ (w * sg(Mem)) (B, T, D)
+    value route: f_m = E_m(v - tau) (B, T, D); V = softmax(kappa cos(sg(f_m), Mem)); value_read = V @ Mem
+    style:       f_s = E_s(log-mel(audio)) (B, M); w = sigmoid(f_s) * scale(f_s)   (stage 2)
+    decoder:     [f_txt_t ; key_read] -> fusion -> PPE -> aligned transformer -> tau + head (B, T, V, 3)
+    teacher:     [f_txt_t ; f_m]      -> same decoder                               (stage 1, training)
+
+The no-memory ablation (``memory.enabled: false``) decodes ``f_txt`` alone. See docs/MODEL.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from memorytalker.data.audio import SAMPLE_RATE
+from memorytalker.errors import ConfigError, TopologyError
+from memorytalker.models.backbones import TextBackbone, build_backbone
+from memorytalker.models.config import ModelConfig
+from memorytalker.models.decoder import MotionDecoder
+from memorytalker.models.layers import lengths_to_mask
+from memorytalker.models.mel import normalize_waveform
+from memorytalker.models.memory import MotionMemory
+from memorytalker.models.style import StyleEncoder
+from memorytalker.topology import FaceTopology
+
+#: Stable parameter-group names (:meth:`MemoryTalker.parameter_groups`); disabled parts give empty lists.
+GROUPS = (
+    "asr_frontend",
+    "asr",
+    "ctc_head",
+    "text_proj",
+    "motion_encoder",
+    "memory",
+    "fusion",
+    "decoder",
+    "head",
+    "style",
+)
+
+
+@dataclass
+class MemoryTalkerOutput:
+    """Everything a forward pass produces; None where a route is off.
+
+    Attributes:
+        vertices: ``(B, T, V, 3)`` predicted vertices (key route / no memory).
+        frame_mask: ``(B, T)`` bool, True = valid frame.
+        ctc_logits: ``(B, A, M)`` CTC logits (``A = r T``); ``ctc_lengths`` ``(B,)`` valid ``A`` per clip.
+        key_address: ``(B, T, M)`` ``softmax(kappa l)``.
+        value_address: ``(B, T, M)`` value-route address (needs ground-truth vertices).
+        motion_feat: ``(B, T, D)`` ``E_m(v - tau)`` (with gradient to ``E_m``).
+        value_read: ``(B, T, D)`` memory read by the value route.
+        teacher_vertices: ``(B, T, V, 3)`` teacher-forced pass (decoder fed ``f_m``).
+        style_logits: ``(B, M)`` ``f_s``; style_weights: ``(B, M)`` per-sample slot weights.
+        style_anchor / style_positive / style_negative: ``(B, M)`` triplet embeddings ``g(f_s)``.
+    """
+
+    vertices: torch.Tensor
+    frame_mask: torch.Tensor
+    ctc_logits: torch.Tensor | None = None
+    ctc_lengths: torch.Tensor | None = None
+    key_address: torch.Tensor | None = None
+    value_address: torch.Tensor | None = None
+    motion_feat: torch.Tensor | None = None
+    value_read: torch.Tensor | None = None
+    teacher_vertices: torch.Tensor | None = None
+    style_logits: torch.Tensor | None = None
+    style_weights: torch.Tensor | None = None
+    style_anchor: torch.Tensor | None = None
+    style_positive: torch.Tensor | None = None
+    style_negative: torch.Tensor | None = None
+
+
+def _fps_period(topology: FaceTopology, period: int) -> int:
+    if period > 0:
+        return int(period)
+    p = int(round(topology.fps))
+    if p < 1:
+        raise ConfigError(
+            f"topology {topology.name!r} fps {topology.fps} gives no positional-encoding period"
+        )
+    return p
+
+
+class MemoryTalker(nn.Module):
+    """Speech -> per-frame vertices, personalised by a motion memory stylised from the same audio.
+
+    Args:
+        cfg: the model config (validated here).
+        topology: the face topology (``V``, fps, lips).
+    """
+
+    def __init__(self, cfg: ModelConfig, topology: FaceTopology) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.topology = topology
+        self.fps = float(topology.fps)
+        self.text_rate = 2 if cfg.backbone.text_rate == "double" else 1
+        d = cfg.memory.width
+        v = topology.num_vertices
+        self.backbone: TextBackbone = build_backbone(cfg.backbone)
+        self.slots = cfg.check_slots(self.backbone.vocab_size)
+        self.text_proj = nn.Linear(self.slots, d)  # psi
+        self.memory: MotionMemory | None = None
+        self.motion_encoder: nn.Linear | None = None
+        if cfg.memory.enabled:
+            self.memory = MotionMemory(self.slots, d, cfg.memory.kappa)
+            self.motion_encoder = nn.Linear(3 * v, d)  # E_m
+        self.style: StyleEncoder | None = StyleEncoder(cfg.style, self.slots) if cfg.style.enabled else None
+        dc = cfg.decoder
+        self.decoder = MotionDecoder(
+            fusion_in=2 * d if cfg.memory.enabled else d,
+            dim=d,
+            num_vertices=v,
+            period=_fps_period(topology, dc.period),
+            layers=dc.layers,
+            heads=dc.heads,
+            ffn=dc.ffn,
+            window=dc.window,
+            dropout=dc.dropout,
+        )
+
+    # ------------------------------------------------------------------ groups
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by stable group name (:data:`GROUPS`); every parameter is in exactly one group."""
+        groups: dict[str, list[nn.Parameter]] = {g: [] for g in GROUPS}
+        groups.update(self.backbone.parameter_groups())
+        groups["text_proj"] = list(self.text_proj.parameters())
+        if self.memory is not None:
+            groups["memory"] = list(self.memory.parameters())
+            groups["motion_encoder"] = list(self.motion_encoder.parameters())
+        groups["fusion"] = list(self.decoder.fusion.parameters())
+        groups["decoder"] = list(self.decoder.layers.parameters())
+        groups["head"] = list(self.decoder.head.parameters())
+        if self.style is not None:
+            groups["style"] = list(self.style.parameters())
+        return groups
+
+    # ------------------------------------------------------------------ pieces
+    def frames_for(self, audio_lengths: torch.Tensor) -> torch.Tensor:
+        """Mesh frames of clips of ``audio_lengths`` samples: ``round(S / 16000 * fps)`` (>= 1), as
+        :func:`memorytalker.data.audio.num_frames`."""
+        frames = torch.round(audio_lengths.double() / SAMPLE_RATE * self.fps).long()
+        return frames.clamp(min=1)
+
+    def _check_templates(self, templates: torch.Tensor) -> None:
+        v = self.topology.num_vertices
+        if templates.dim() != 3 or templates.shape[1:] != (v, 3):
+            raise TopologyError(
+                f"templates have shape {tuple(templates.shape)}: expected (B, {v}, 3) for topology "
+                f"{self.topology.name!r} ({v} vertices)"
+            )
+
+    def text_logits(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        num_frames: int,
+        chunked: bool = False,
+    ) -> torch.Tensor:
+        """Backbone CTC logits ``(B, r T, M)`` of normalised audio; ``chunked`` runs backbones with a
+        window size in overlapping windows when the audio is longer than that."""
+        r = self.text_rate
+        text_lengths = frame_lengths * r
+        n_text = num_frames * r
+        bb = self.backbone
+        chunk = bb.chunk_samples
+        if not chunked or chunk is None or audio.shape[-1] <= chunk + 2 * bb.context_samples:
+            return bb(audio, audio_lengths, text_lengths, n_text)
+        rate = self.fps * r  # text frames per second
+        win = max(1, int(round(chunk / SAMPLE_RATE * rate)))
+        ctx = int(round(bb.context_samples / SAMPLE_RATE * rate))
+        out = audio.new_zeros(audio.shape[0], n_text, bb.vocab_size)
+        for b in range(audio.shape[0]):
+            n_b, s_b = int(text_lengths[b]), int(audio_lengths[b])
+            for f0 in range(0, n_b, win):
+                f1 = min(n_b, f0 + win)
+                s0, e0 = max(0, f0 - ctx), min(n_b, f1 + ctx)
+                a0 = min(s_b - 1, int(round(s0 * SAMPLE_RATE / rate)))
+                a1 = max(a0 + 1, min(s_b, int(round(e0 * SAMPLE_RATE / rate))))
+                seg = audio[b : b + 1, a0:a1]
+                seg_len = torch.tensor([a1 - a0], device=audio.device)
+                n_seg = torch.tensor([e0 - s0], device=audio.device)
+                logits = bb(seg, seg_len, n_seg, e0 - s0)
+                out[b, f0:f1] = logits[0, f0 - s0 : f1 - s0]
+        return out
+
+    def style_logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (normalised here)."""
+        if self.style is None:
+            raise ConfigError("this model has no style encoder (model.style.enabled is false)")
+        lengths = audio_lengths.to(audio.device)
+        return self.style.logits(normalize_waveform(audio.float(), lengths), lengths)
+
+    def _decode(
+        self,
+        audio_n: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        templates: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        num_frames: int,
+        vertices: torch.Tensor | None,
+        teacher_forcing: bool,
+        chunked: bool,
+    ) -> dict[str, Any]:
+        r = self.text_rate
+        b = audio_n.shape[0]
+        valid = lengths_to_mask(frame_lengths, num_frames)
+        logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
+        f_txt = self.text_proj(logits)  # (B, rT, D)
+        if r == 1:
+            l_frame, f_frame = logits, f_txt
+        else:
+            l_frame = logits.view(b, num_frames, r, -1).mean(2)
+            f_frame = self.text_proj(l_frame)
+        out: dict[str, Any] = {"frame_mask": valid, "ctc_logits": logits, "ctc_lengths": frame_lengths * r}
+        style_weights = None
+        if self.style is not None:
+            f_s = self.style.logits(audio_n, audio_lengths)
+            style_weights = self.style.weights(f_s)
+            out.update(style_logits=f_s, style_weights=style_weights, style_anchor=self.style.embed(f_s))
+        if self.memory is None:
+            out["vertices"] = self.decoder(f_frame, f_txt, valid, templates)
+            return out
+        key = self.memory.key_address(l_frame)  # (B, T, M)
+        key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
+        out["key_address"] = key
+        out["vertices"] = self.decoder(torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates)
+        if vertices is not None:
+            disp = (vertices - templates.unsqueeze(1)).flatten(2) * valid.unsqueeze(-1).to(vertices.dtype)
+            f_m = self.motion_encoder(disp)  # (B, T, D)
+            value = self.memory.value_address(f_m)
+            out.update(motion_feat=f_m, value_address=value, value_read=self.memory.value_read(value))
+            if teacher_forcing:
+                out["teacher_vertices"] = self.decoder(
+                    torch.cat([f_frame, f_m], dim=-1), f_txt, valid, templates
+                )
+        return out
+
+    # ------------------------------------------------------------------ forward / predict
+    def forward(self, batch: Any, teacher_forcing: bool | None = None) -> MemoryTalkerOutput:
+        """Training/validation pass on a :class:`memorytalker.data.Batch` (or any object with its fields).
+
+        Uses ``audio``/``audio_lengths``/``templates``/``frame_lengths``; ``vertices`` (when present) for the
+        value route and the teacher-forced pass; ``positive_audio``/``negative_audio`` (when present and the
+        style encoder is on) for the triplet embeddings.
+
+        Args:
+            teacher_forcing: run the teacher-forced pass (None = ``cfg.memory.teacher_forcing``); it needs
+                ``batch.vertices`` and the memory.
+        """
+        audio = batch.audio
+        dev = audio.device
+        audio_lengths = batch.audio_lengths.to(dev)
+        templates = batch.templates.to(dev)
+        self._check_templates(templates)
+        vertices = getattr(batch, "vertices", None)
+        frame_lengths = getattr(batch, "frame_lengths", None)
+        if frame_lengths is None:
+            frame_lengths = self.frames_for(audio_lengths)
+        frame_lengths = frame_lengths.to(dev).long()
+        num_frames = int(vertices.shape[1]) if vertices is not None else int(frame_lengths.max())
+        if int(frame_lengths.max()) > num_frames:
+            raise ValueError(
+                f"frame_lengths max {int(frame_lengths.max())} exceeds the {num_frames} vertex frames"
+            )
+        if teacher_forcing is None:
+            teacher_forcing = self.cfg.memory.teacher_forcing
+        audio_n = normalize_waveform(audio.float(), audio_lengths)
+        out = self._decode(
+            audio_n,
+            audio_lengths,
+            templates,
+            frame_lengths,
+            num_frames,
+            vertices,
+            bool(teacher_forcing),
+            False,
+        )
+        if self.style is not None:
+            for which in ("positive", "negative"):
+                extra = getattr(batch, f"{which}_audio", None)
+                lengths = getattr(batch, f"{which}_lengths", None)
+                if extra is not None and lengths is not None:
+                    f_s = self.style_logits(extra.to(dev), lengths.to(dev))
+                    out[f"style_{which}"] = self.style.embed(f_s)
+        return MemoryTalkerOutput(**out)
+
+    def predict(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        templates: torch.Tensor,
+        num_frames: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Inference: audio and neutral templates only (no speaker id, no reference motion).
+
+        Runs in eval mode (restored afterwards); wrap in ``torch.inference_mode()`` for speed. Any length:
+        every part is linear in length; Hugging Face backbones run in windows beyond ``chunk_seconds``.
+
+        Args:
+            audio: ``(B, S)`` 16 kHz mono, zero-padded. audio_lengths: ``(B,)``.
+            templates: ``(B, V, 3)``.
+            num_frames: ``(B,)`` frames per clip (None = ``round(S / 16000 * fps)``).
+
+        Returns:
+            ``(B, T, V, 3)``; frames past a clip's length hold its template.
+        """
+        dev = audio.device
+        audio_lengths = audio_lengths.to(dev).long()
+        templates = templates.to(dev)
+        self._check_templates(templates)
+        frame_lengths = self.frames_for(audio_lengths) if num_frames is None else num_frames.to(dev).long()
+        t = int(frame_lengths.max())
+        was_training = self.training
+        self.eval()
+        try:
+            audio_n = normalize_waveform(audio.float(), audio_lengths)
+            out = self._decode(audio_n, audio_lengths, templates.float(), frame_lengths, t, None, False, True)
+        finally:
+            self.train(was_training)
+        pred = out["vertices"]
+        valid = out["frame_mask"]
+        if bool(valid.all()):
+            return pred
+        return torch.where(valid[:, :, None, None], pred, templates.unsqueeze(1).to(pred.dtype))

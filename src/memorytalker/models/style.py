@@ -1,0 +1,87 @@
+"""Speaking-style encoder (stage 2): log-mel of the clip -> per-sample memory slot weights.
+
+``f_s = psi'(E_s(mel)) in R^M``; weights ``w = sigmoid(f_s) * psi_1(f_s)`` (``paper``; ``psi_1`` is a
+bias-free ``Linear(M, 1)``, so the scale may be negative) or ``sigmoid(f_s) * softplus(psi_1(f_s))``
+(``softplus``); triplet embeddings ``g(f_s)`` with ``g = MLP(M, M)``.
+
+``E_s`` is a masked residual conv stack (every second block strided by 2) with masked mean+std pooling over
+the whole clip: padding never changes a clip's weights, and the weights are per sample (the authors' code
+averaged them over the batch).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memorytalker.data.audio import SAMPLE_RATE
+from memorytalker.models.config import StyleConfig
+from memorytalker.models.layers import MaskedConv1d, lengths_to_mask
+from memorytalker.models.mel import LogMel, masked_mean_std
+
+#: dB of log-mel are divided by this after per-clip mean removal.
+DB_SCALE = 20.0
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = MaskedConv1d(channels, channels, 5, padding=2)
+        self.conv2 = MaskedConv1d(channels, channels, 5, stride=stride, padding=2)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, _ = self.conv1(x, lengths)
+        y, out_lengths = self.conv2(F.relu(y), lengths)
+        if self.stride > 1:
+            mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+            xs = x * mask
+            extra = (-xs.shape[-1]) % self.stride  # pad with zeros (not a partial window) so a clip's
+            xs = F.pad(xs, (0, extra))  # last window is averaged the same alone and in a padded batch
+            short = F.avg_pool1d(xs, self.stride)[..., : y.shape[-1]]
+        else:
+            short = x
+        return F.relu(y + short), out_lengths
+
+
+class StyleEncoder(nn.Module):
+    """Audio ``(B, S)`` -> style logits ``f_s`` ``(B, M)``; slot weights; triplet embeddings."""
+
+    def __init__(self, cfg: StyleConfig, slots: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.mel = LogMel(SAMPLE_RATE, cfg.n_fft, cfg.hop_length, cfg.n_mels)
+        self.conv_in = MaskedConv1d(cfg.n_mels, cfg.channels, 5, padding=2)
+        self.blocks = nn.ModuleList([_ResBlock(cfg.channels, 2 if i % 2 else 1) for i in range(cfg.blocks)])
+        self.pool_proj = nn.Sequential(
+            nn.Linear(2 * cfg.channels, cfg.embed), nn.ReLU(), nn.Linear(cfg.embed, cfg.embed), nn.ReLU()
+        )
+        self.to_slots = nn.Linear(cfg.embed, slots)  # psi' (-> M)
+        self.scale = nn.Linear(slots, 1, bias=False)  # psi_{-> 1}
+        self.triplet_head = nn.Sequential(nn.Linear(slots, slots), nn.ReLU(), nn.Linear(slots, slots))  # g
+
+    def logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
+        """``f_s`` ``(B, M)`` of normalised audio ``(B, S)`` (whole clip, masked pooling)."""
+        mel, lengths = self.mel(audio, audio_lengths)
+        mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
+        mean, _ = masked_mean_std(mel, mask)
+        x, lengths = self.conv_in((mel - mean) / DB_SCALE, lengths)
+        x = F.relu(x)
+        for block in self.blocks:
+            x, lengths = block(x, lengths)
+        mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
+        mu, sd = masked_mean_std(x, mask)
+        pooled = torch.cat([mu.squeeze(-1), sd.squeeze(-1)], dim=-1)  # (B, 2C)
+        return self.to_slots(self.pool_proj(pooled))
+
+    def weights(self, style_logits: torch.Tensor) -> torch.Tensor:
+        """Per-sample slot weights ``(B, M)`` from ``f_s`` ``(B, M)``."""
+        scale = self.scale(style_logits)  # (B, 1)
+        if self.cfg.scale == "softplus":
+            scale = F.softplus(scale)
+        return torch.sigmoid(style_logits) * scale
+
+    def embed(self, style_logits: torch.Tensor) -> torch.Tensor:
+        """Triplet embedding ``g(f_s)`` ``(B, M)``."""
+        return self.triplet_head(style_logits)

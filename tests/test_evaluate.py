@@ -1,0 +1,114 @@
+"""``memorytalker evaluate``: metrics per subject and pooled, predictions, lip-opening plot and vertices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_file
+from training_data import make_learnable_dataset
+
+from memorytalker.cli import main as cli_main
+from memorytalker.data import load_dataset
+from memorytalker.errors import TopologyError
+from memorytalker.topology import FaceTopology
+from memorytalker.training.lips import lip_opening, lip_opening_vertices
+
+DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("eval")
+    data = make_learnable_dataset(base / "data")
+    out = base / "runs"
+    assert cli_main(["train", "--config", str(DEBUG), f"data.root={data}", f"output_dir={out}"]) == 0
+    return data, out / "memorizing" / "best.pt"
+
+
+def test_evaluate_command_writes_report_predictions_and_plot(trained, tmp_path, capsys):
+    data, ckpt = trained
+    report_path, preds = tmp_path / "r" / "report.json", tmp_path / "preds"
+    code = cli_main(
+        ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "test",
+         "--out", str(report_path), "--pred-dir", str(preds), "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pooled" in printed and "spk04" in printed
+    report = json.loads(report_path.read_text())
+    index = load_dataset(data)
+    test_clips = [r.clip_id for r in index.clips("test")]
+    assert sorted(report["per_clip"]) == test_clips
+    assert list(report["per_subject"]) == ["spk04"]
+    for key in ("fve", "lve", "lip_max", "fdd", "ldtw"):
+        assert np.isfinite(report["pooled"][key]) and np.isfinite(report["per_subject"]["spk04"][key])
+    assert report["pooled"]["clips"] == 3
+    assert report["data"]["split"] == "test" and report["checkpoint"]["stage"] == "memorizing"
+    # predictions: one (T, V, 3) file per clip, as many frames as the ground truth
+    for rec in index.clips("test"):
+        pred = np.load(preds / f"{rec.clip_id}.npy")
+        assert pred.shape == index.load_vertices(rec).shape and pred.dtype == np.float32
+    # the pooled LVE equals the frame-weighted LVE recomputed from the saved predictions
+    num = den = 0.0
+    lips = index.topology.lips
+    for rec in index.clips("test"):
+        p, g = np.load(preds / f"{rec.clip_id}.npy"), index.load_vertices(rec)
+        num += (((p - g) ** 2).sum(-1)[:, lips].max(-1)).sum()
+        den += len(g)
+    assert report["pooled"]["lve"] == pytest.approx(num / den, rel=1e-5)
+    # lip-opening plot next to the report
+    plot = report_path.with_suffix(".png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lo = report["lip_opening"]
+    assert (lo["upper_vertex"], lo["lower_vertex"]) == (5, 9) and lo["units"] == "mm"
+    assert len(lo["clips"]) == 3
+
+
+def test_evaluate_errors(trained, tmp_path, capsys):
+    data, ckpt = trained
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "nope",
+                     "--out", str(tmp_path / "x.json"), "--no-progress"]) == 2  # fmt: skip
+    assert "no split 'nope'" in capsys.readouterr().err
+    assert cli_main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(data),
+                     "--out", str(tmp_path / "x.json")]) == 2  # fmt: skip
+    assert "checkpoint not found" in capsys.readouterr().err
+    # a dataset of another topology is refused before any prediction
+    other = make_learnable_dataset(tmp_path / "other", num_vertices=16)
+    assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(other),
+                     "--out", str(tmp_path / "y.json"), "--no-progress"]) == 2  # fmt: skip
+    assert "vertices" in capsys.readouterr().err
+
+
+def test_lip_opening_vertices_on_a_grid_and_the_curve():
+    # 3 x 3 grid, y up; lips = bottom two rows' middle column; upper face = top row
+    verts = np.array([[x, y, 0.0] for y in (2.0, 1.0, 0.0) for x in (-1.0, 0.0, 1.0)])
+    topo = FaceTopology(
+        "g", verts, np.zeros((0, 3)), 30, {"lips": [3, 4, 5, 6, 7, 8], "upper_face": [0, 1, 2]}
+    )
+    assert lip_opening_vertices(topo) == (4, 7)
+    # flipped up axis (upper face below the mouth in y): the roles swap
+    flipped = FaceTopology("f", verts * [1, -1, 1], np.zeros((0, 3)), 30, topo.regions)
+    assert lip_opening_vertices(flipped) == (4, 7)
+    seq = np.repeat(verts[None], 4, 0)
+    seq[:, 7, 1] -= np.array([0.0, 0.5, 1.0, 0.25])
+    assert lip_opening(seq, 4, 7) == pytest.approx([1.0, 1.5, 2.0, 1.25])
+    flat = FaceTopology("flat", verts, np.zeros((0, 3)), 30, {"lips": [3, 4, 5], "upper_face": [1]})
+    with pytest.raises(TopologyError, match="upper from the lower lip"):
+        lip_opening_vertices(flat)
+
+
+def test_lip_opening_vertices_on_flame():
+    from memorytalker.topology import RegionDuplicatesWarning, vocaset_topology
+
+    mesh, masks = shared_file("flame", "FLAME_sample.ply"), shared_file("flame", "FLAME_masks.pkl")
+    with pytest.warns(RegionDuplicatesWarning):  # FLAME's lips list 4 vertices twice
+        topo = vocaset_topology(mesh, masks)
+    upper, lower = lip_opening_vertices(topo)
+    ref = topo.vertices
+    assert upper in topo.lips and lower in topo.lips
+    assert ref[upper, 1] > ref[lower, 1]  # FLAME is y-up
+    assert abs(ref[upper, 0]) < 0.01 and abs(ref[lower, 0]) < 0.01  # on the mid-line
+    assert 0.01 < np.linalg.norm(ref[upper] - ref[lower]) < 0.04  # 1-4 cm apart
