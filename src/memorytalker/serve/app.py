@@ -1,0 +1,193 @@
+"""The FastAPI application behind ``memorytalker serve``: the page, the upload API, the results.
+
+Routes (every error is JSON ``{"error": "..."}`` with a 4xx/5xx status; the server keeps serving):
+
+* ``GET /`` - the page (``static/index.html``); ``/static/...`` its script, style and vendored three.js.
+* ``GET /api/info`` - limits the page shows: ``max_seconds``, ``max_bytes``, ``fps``, vertex count.
+* ``POST /api/jobs`` - multipart form with one file field ``audio``. The body is read up to
+  ``max_bytes`` (+ form overhead) and refused with 413 beyond it; the audio is checked and decoded in a
+  worker thread (:func:`~memorytalker.serve.jobs.check_upload`), then a job is queued: 202
+  ``{"id": ..., "status_url": ...}``.
+* ``GET /api/jobs/{id}`` - the job's status (``queued``/``running``/``done``/``failed``, stage, file URLs).
+* ``GET /api/jobs/{id}/files/{name}`` - ``audio.wav``, ``face.npy``, ``face.glb`` or ``face.mp4``; ids are
+  32 hex digits and names come from a fixed list, so no request can reach another path.
+"""
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from memorytalker.serve.jobs import (
+    JOB_FILES,
+    AnimatorLike,
+    JobManager,
+    ServeSettings,
+    UploadError,
+    check_upload,
+    format_bytes,
+)
+
+log = logging.getLogger("memorytalker.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Room for the multipart boundaries and part headers around the audio file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: Name of the form field that carries the audio file.
+UPLOAD_FIELD = "audio"
+API_JOBS = "/api/jobs"
+
+
+def load_animator(checkpoint: str | None) -> AnimatorLike:
+    """``memorytalker.inference.Animator(checkpoint)`` (``None``: the embedded default model)."""
+    from memorytalker.inference import Animator
+
+    return Animator(checkpoint=checkpoint)
+
+
+def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | None = None) -> Any:
+    """Build the FastAPI app.
+
+    Args:
+        settings: limits and folders (defaults: :class:`ServeSettings`); validated here.
+        animator: the model to run (``animate(audio) -> (T, V, 3)``, ``topology``, ``fps``); ``None`` loads
+            ``memorytalker.inference.Animator(settings.checkpoint)``.
+
+    Returns:
+        A ``fastapi.FastAPI``; its ``state.jobs`` is the :class:`JobManager` (closed on shutdown, which also
+        removes a temporary output folder).
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from memorytalker.data.audio import SAMPLE_RATE
+
+    settings = settings or ServeSettings()
+    settings.validate()
+    if animator is None:
+        animator = load_animator(settings.checkpoint)
+    jobs = JobManager(settings, animator, SAMPLE_RATE)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            jobs.close()
+
+    app = FastAPI(title="MemoryTalker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.jobs = jobs
+    app.state.settings = settings
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"not found: {request.url.path}"
+        return error(exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(400, f"bad request: {exc.errors()[0].get('msg', 'invalid input')}")
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
+        return error(exc.status, str(exc))
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"}
+        )
+
+    @app.get("/api/info")
+    async def info() -> dict:
+        topology = animator.topology
+        return {
+            "max_seconds": settings.max_seconds,
+            "min_seconds": settings.min_seconds,
+            "max_bytes": settings.max_bytes,
+            "max_bytes_text": format_bytes(settings.max_bytes),
+            "fps": float(animator.fps),
+            "vertices": int(topology.num_vertices),
+            "topology": str(getattr(topology, "name", "")),
+            "upload_field": UPLOAD_FIELD,
+        }
+
+    async def read_body(request: Request) -> bytes:
+        limit = settings.max_bytes + FORM_OVERHEAD_BYTES
+        too_large = UploadError(
+            f"the upload is larger than this server's limit of {format_bytes(settings.max_bytes)}", 413
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise too_large
+            except ValueError:
+                raise UploadError("bad Content-Length header", 400) from None
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @app.post(API_JOBS, status_code=202)
+    async def create_job(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise UploadError(f"send the audio as a multipart form with a file field {UPLOAD_FIELD!r}", 400)
+        body = await read_body(request)
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        from starlette.formparsers import MultiPartException
+        from starlette.requests import Request as StarletteRequest
+
+        try:
+            form = await StarletteRequest(request.scope, replay).form(max_files=1, max_fields=8)
+        except MultiPartException as exc:
+            raise UploadError(f"the upload is not a valid form: {exc.message}", 400) from None
+        try:
+            upload = form.get(UPLOAD_FIELD)
+            if upload is None or isinstance(upload, str):
+                raise UploadError(f"no file in the upload: the form needs a file field {UPLOAD_FIELD!r}", 400)
+            filename = Path(upload.filename or "recording").name[:120] or "recording"
+            data = await upload.read()
+        finally:
+            await form.close()
+        audio = await run_in_threadpool(check_upload, data, filename, settings, SAMPLE_RATE)
+        job = jobs.submit(audio, filename)
+        with jobs.lock:
+            status = job.to_json(API_JOBS)
+        return JSONResponse({"status_url": f"{API_JOBS}/{job.id}", **status}, status_code=202)
+
+    @app.get(API_JOBS + "/{job_id}")
+    async def job_status(job_id: str) -> dict:
+        job = jobs.get(job_id)
+        if job is None:
+            raise StarletteHTTPException(404, f"no job {job_id!r} (unknown, or deleted to make room)")
+        with jobs.lock:
+            return job.to_json(API_JOBS)
+
+    @app.get(API_JOBS + "/{job_id}/files/{name}")
+    async def job_file(job_id: str, name: str) -> FileResponse:
+        path = jobs.file_path(job_id, name)
+        if path is None:
+            raise StarletteHTTPException(404, f"no file {name!r} for job {job_id!r}")
+        return FileResponse(path, media_type=JOB_FILES[name])
+
+    return app
