@@ -9,7 +9,10 @@ Models (randomly initialised; speed does not depend on the weights):
   folder (nothing downloads); long audio runs in ``chunk_seconds`` windows.
 
     .venv/bin/python benchmarks/bench_inference.py [--threads 2] [--models compact wav2vec2-base]
-        [--seconds 10 60 600] [--hf-seconds 10 60 600] [--repeats 3]
+        [--seconds 10 60 600] [--hf-seconds 10 60 600] [--repeats 3] [--device cuda] [--bf16]
+
+``--device cuda`` runs on a GPU (timings include ``torch.cuda.synchronize()``); ``--bf16`` wraps the call in
+``torch.autocast(dtype=torch.bfloat16)``.
 
 Each figure is the best of ``--repeats`` timed calls after one untimed warm-up call, under
 ``torch.inference_mode()``; the real-time factor is audio seconds / wall seconds.
@@ -58,19 +61,30 @@ def build(kind: str, topology: FaceTopology, tmp: str) -> MemoryTalker:
     return model
 
 
-def time_predict(model: MemoryTalker, seconds: float, repeats: int) -> tuple[float, int]:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_predict(
+    model: MemoryTalker, seconds: float, repeats: int, device: torch.device, bf16: bool = False
+) -> tuple[float, int]:
     n = int(seconds * SR)
     g = torch.Generator().manual_seed(0)
-    audio = torch.randn(1, n, generator=g) * 0.1
-    lengths = torch.tensor([n])
-    template = torch.from_numpy(np.array(model.topology.vertices))[None]
+    audio = (torch.randn(1, n, generator=g) * 0.1).to(device)
+    lengths = torch.tensor([n], device=device)
+    template = torch.from_numpy(np.array(model.topology.vertices))[None].to(device)
     best = float("inf")
     frames = 0
-    with torch.inference_mode():
-        model.predict(audio[:, : min(n, 2 * SR)], torch.tensor([min(n, 2 * SR)]), template)  # warm-up
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), autocast:
+        warm = min(n, 2 * SR)
+        model.predict(audio[:, :warm], torch.tensor([warm], device=device), template)  # warm-up
         for _ in range(repeats):
+            _sync(device)
             t0 = time.perf_counter()
             out = model.predict(audio, lengths, template)
+            _sync(device)
             best = min(best, time.perf_counter() - t0)
             frames = out.shape[1]
     return best, frames
@@ -83,19 +97,28 @@ def main() -> None:
     ap.add_argument("--seconds", nargs="+", type=float, default=[10, 60, 600], help="compact model")
     ap.add_argument("--hf-seconds", nargs="+", type=float, default=[10, 60, 600], help="wav2vec2-base model")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     topology = flame_sized_topology()
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(f"torch {torch.__version__}, {args.threads} threads, {where}, bf16={args.bf16}")
     print(f"topology: V={topology.num_vertices}, fps={topology.fps:g}")
     print(f"{'model':<15}{'params':>10}{'audio':>9}{'frames':>8}{'wall s':>9}{'x real time':>13}")
     for kind in args.models:
         with tempfile.TemporaryDirectory() as tmp:
-            model = build(kind, topology, tmp)
+            model = build(kind, topology, tmp).to(device)
             skip = {id(p) for p in model.motion_encoder.parameters()}  # params: the inference graph
             params = sum(p.numel() for p in model.parameters() if id(p) not in skip)
             for seconds in args.seconds if kind == "compact" else args.hf_seconds:
-                wall, frames = time_predict(model, seconds, args.repeats if seconds < 600 else 1)
+                repeats = args.repeats if seconds < 600 or device.type == "cuda" else 1
+                wall, frames = time_predict(model, seconds, repeats, device, args.bf16)
                 print(
                     f"{kind:<15}{params / 1e6:>9.1f}M{seconds:>8.0f}s{frames:>8}{wall:>9.3f}{seconds / wall:>12.1f}x",
                     flush=True,

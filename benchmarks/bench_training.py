@@ -5,13 +5,22 @@ stage 2), real batches of its training split (padded, masked, triplets for stage
 ``--steps`` optimizer steps after ``--warmup`` untimed ones, for each batch size.
 
     .venv/bin/python benchmarks/bench_training.py [--config configs/synthetic.yaml] [--batch-sizes 1 8]
-        [--stages memorizing animating] [--steps 8] [--warmup 2] [key=value ...]
+        [--stages memorizing animating] [--steps 8] [--warmup 2] [--device cuda] [--bf16]
+        [--random-data SECONDS] [--random-vertices V] [--random-hf] [key=value ...]
+
+``--random-data 4`` replaces the dataset by random clips of that many seconds (audio, motion around a random
+template of ``--random-vertices`` vertices at the topology's fps, phoneme labels): throughput does not depend on
+the content, so GPU machines without the corpus can be measured. ``--random-hf`` swaps a Hugging Face backbone
+name for a randomly initialised model of the same architecture saved to a temporary folder (nothing
+downloads). ``--device cuda`` trains on the GPU (timings synchronised); ``--bf16`` uses bf16 autocast, as
+``engine.precision: auto`` does on CUDA.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,43 +28,121 @@ import torch
 from torch.utils.data import DataLoader
 
 from memorytalker.data import TalkingFaceDataset, collate_batch, load_dataset
+from memorytalker.data.dataset import ClipItem
+from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.models.losses import compute_losses
 from memorytalker.training.checkpoint import build_model
 from memorytalker.training.config import load_train_config
 from memorytalker.training.engine import _make_optimizer, select_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
 
 
-def bench(cfg, batch_size: int, steps: int, warmup: int) -> dict:
+def random_topology(vertices: int, fps: float):
+    """A random ``vertices``-vertex topology (strip faces, first 5 % lips, first 20 % upper face)."""
+    import numpy as np
+
+    from memorytalker.topology import FaceTopology
+
+    rng = np.random.default_rng(0)
+    verts = rng.normal(scale=0.05, size=(vertices, 3)).astype(np.float32)
+    faces = np.stack([np.arange(vertices - 2), np.arange(1, vertices - 1), np.arange(2, vertices)], 1)
+    regions = {"lips": np.arange(vertices // 20), "upper_face": np.arange(vertices // 5)}
+    return FaceTopology("random", verts, faces, fps, regions)
+
+
+def random_items(topology, seconds: float, count: int, triplets: bool) -> list[ClipItem]:
+    """``count`` random clips of ``seconds`` (5 % length jitter, so batches are padded and masked)."""
+    g = torch.Generator().manual_seed(0)
+    template = torch.from_numpy(topology.vertices.copy()).float()
+    items = []
+    for i in range(count):
+        sec = seconds * (1.0 - 0.05 * (i % 2))
+        n, t = int(sec * SR), round(sec * topology.fps)
+        labels = torch.randint(1, len(CTC_VOCAB), (max(1, int(sec * 10)),), generator=g)
+        extra = {}
+        if triplets:
+            extra = {
+                "positive_audio": torch.randn(n, generator=g) * 0.1,
+                "negative_audio": torch.randn(n, generator=g) * 0.1,
+            }
+        items.append(
+            ClipItem(
+                clip_id=f"random_{i}",
+                subject=f"S{i % 4}",
+                sentence=i,
+                subject_id=i % 4,
+                audio=torch.randn(n, generator=g) * 0.1,
+                vertices=template + 1e-3 * torch.randn(t, *template.shape, generator=g),
+                template=template,
+                phoneme_ids=labels,
+                frame_phonemes=torch.randint(0, len(CTC_VOCAB), (t,), generator=g),
+                **extra,
+            )
+        )
+    return items
+
+
+def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict:
+    device = torch.device(args.device)
     torch.manual_seed(cfg.optim.seed)
-    index = load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)
-    ds = TalkingFaceDataset(
-        index, cfg.data.train_split, cache=True, triplets=cfg.stage.triplets, max_seconds=cfg.data.max_seconds
-    )
-    model = build_model(cfg.effective_model, index.topology)
+    if args.random_data:
+        model_cfg = cfg.effective_model
+        if args.random_hf and model_cfg.backbone.kind == "huggingface":
+            import dataclasses
+
+            from transformers import AutoConfig, AutoModelForCTC
+
+            hf_cfg = AutoConfig.for_model("wav2vec2")  # the base architecture (94 M parameters)
+            AutoModelForCTC.from_config(hf_cfg).save_pretrained(tmp)
+            model_cfg = dataclasses.replace(
+                model_cfg, backbone=dataclasses.replace(model_cfg.backbone, name_or_path=tmp)
+            )
+        fps = 25.0 if "biwi" in cfg.name else 30.0
+        topology = random_topology(args.random_vertices, fps)
+        items = random_items(topology, args.random_data, max(16, batch_size * 2), cfg.stage.triplets)
+        ds = items
+    else:
+        index = load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)
+        topology = index.topology
+        model_cfg = cfg.effective_model
+        ds = TalkingFaceDataset(
+            index,
+            cfg.data.train_split,
+            cache=True,
+            triplets=cfg.stage.triplets,
+            max_seconds=cfg.data.max_seconds,
+        )
+    model = build_model(model_cfg, topology).to(device)
     _, params = select_trainable(model, cfg)
     opt = _make_optimizer(cfg, params)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_batch, drop_last=True)
     batches = []
     while len(batches) < steps + warmup:
         for b in loader:
-            batches.append(b)
+            batches.append(b.to(device))
             if len(batches) == steps + warmup:
                 break
     model.train()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     audio, elapsed = 0.0, 0.0
     for i, batch in enumerate(batches):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        out = model(batch, teacher_forcing=cfg.stage.teacher_forcing)
-        loss = compute_losses(out, batch, cfg.stage.loss, index.topology)["total"]
+        with autocast:
+            out = model(batch, teacher_forcing=cfg.stage.teacher_forcing)
+            loss = compute_losses(out, batch, cfg.stage.loss, topology)["total"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
         if i >= warmup:
             elapsed += dt
-            audio += float(batch.audio_lengths.sum()) / 16000
+            audio += float(batch.audio_lengths.sum()) / SR
     return {
         "audio_s": audio,
         "time_s": elapsed,
@@ -71,11 +158,22 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=["memorizing", "animating"])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    ap.add_argument("--random-data", type=float, default=None, metavar="SECONDS", help="random clips")
+    ap.add_argument("--random-vertices", type=int, default=5023, help="vertices of the random topology")
+    ap.add_argument("--random-hf", action="store_true", help="random Hugging Face backbone (no download)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    device = torch.device(args.device)
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
     )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, bf16={args.bf16}")
+    if args.random_data:
+        print(f"random clips of {args.random_data:g} s, V={args.random_vertices}")
     print(f"config {args.config} {' '.join(args.overrides)}")
     print(
         f"{'stage':<12} {'batch':>5} {'steps':>5} {'audio s':>8} {'time s':>7} {'audio s / s':>11} {'steps / s':>9}"
@@ -83,7 +181,8 @@ def main() -> None:
     for stage in args.stages:
         cfg = load_train_config(args.config, [*args.overrides, "stage.init_from=null"], stage=stage)
         for bs in args.batch_sizes:
-            r = bench(cfg, bs, args.steps, args.warmup)
+            with tempfile.TemporaryDirectory() as tmp:
+                r = bench(cfg, bs, args.steps, args.warmup, args, tmp)
             print(
                 f"{stage:<12} {bs:>5} {args.steps:>5} {r['audio_s']:>8.1f} {r['time_s']:>7.2f} "
                 f"{r['audio_per_s']:>11.2f} {r['steps_per_s']:>9.2f}",
