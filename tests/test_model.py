@@ -85,6 +85,8 @@ def test_padded_batch_equals_each_clip_alone(style):
 
 def test_style_weights_are_per_sample():
     model = _model(style=True).eval()
+    with torch.no_grad():  # a trained encoder's weights depend on the audio (fresh ones are all ~1)
+        nn.init.normal_(model.style.to_slots.weight, std=0.5)
     batch = make_batch(model.topology, [0.9, 0.9], seed=3)
     batch.audio[1] = torch.randn(batch.audio.shape[1], generator=torch.Generator().manual_seed(5)) * 0.2
     with torch.no_grad():
@@ -231,3 +233,24 @@ def test_bf16_autocast_keeps_vertices_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         neutral = fresh.predict(batch.audio, batch.audio_lengths, batch.templates)
     assert torch.equal(neutral, batch.templates[:, None].expand_as(neutral))
+
+
+@pytest.mark.parametrize("scale", ["paper", "softplus"])
+def test_stage_two_starts_from_the_stage_one_model(scale):
+    """A fresh style encoder gives slot weights ~1, so stage 2's output at initialisation is stage 1's."""
+    topo = tiny_topology()
+    torch.manual_seed(0)
+    stage1 = MemoryTalker(tiny_config(style=False), topo).eval()
+    randomize_head(stage1)
+    cfg = tiny_config(style=True)
+    cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, scale=scale))
+    stage2 = MemoryTalker(cfg, topo).eval()
+    missing = stage2.load_state_dict(stage1.state_dict(), strict=False)
+    assert missing.unexpected_keys == [] and all(k.startswith("style.") for k in missing.missing_keys)
+    batch = make_batch(topo, [0.9, 0.6], seed=2)
+    with torch.no_grad():
+        out1, out2 = stage1(batch, teacher_forcing=False), stage2(batch, teacher_forcing=False)
+    torch.testing.assert_close(out2.style_weights, torch.ones_like(out2.style_weights), atol=0.05, rtol=0)
+    delta = (out2.vertices - out1.vertices).abs().max()
+    motion = (out1.vertices - batch.templates[:, None]).abs().max()
+    assert delta < 0.05 * motion, (float(delta), float(motion))

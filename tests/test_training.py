@@ -23,7 +23,7 @@ from memorytalker.training.checkpoint import (
     save_model_checkpoint,
 )
 from memorytalker.training.config import load_train_config
-from memorytalker.training.engine import batch_errors, train
+from memorytalker.training.engine import batch_errors, lr_factor, train
 from memorytalker.training.sampler import ResumableDistributedSampler
 
 DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
@@ -139,6 +139,9 @@ def test_resume_after_kill_equals_uninterrupted(data_root, tmp_path):
         "stage.lr=3e-3",
         "stage.triplets=true",
         "stage.frozen=[]",
+        "optim.schedule=cosine",
+        "optim.warmup_steps=2",
+        "optim.min_lr_ratio=0.1",
     ]
     full = train(_cfg(data_root, tmp_path / "a", *extra), verbose=False)
 
@@ -375,3 +378,18 @@ def test_precision_auto_is_bf16_on_cuda_and_32_on_cpu():
     assert resolve_precision(load_train_config(DEBUG, ["engine.precision=32"])) == "32-true"
     with pytest.raises(ConfigError, match="engine.precision"):
         load_train_config(DEBUG, ["engine.precision=fp8"])
+
+
+def test_learning_rate_schedules():
+    # warm-up 4 steps, then cosine from 1 to 0.1 over steps 4..14 (10 steps), then held at 0.1
+    assert [lr_factor(s, 4, 14, "cosine", 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 14, "cosine", 0.1) == pytest.approx(1.0)
+    assert lr_factor(9, 4, 14, "cosine", 0.1) == pytest.approx(0.55)  # halfway: 0.1 + 0.9 * 0.5
+    assert lr_factor(14, 4, 14, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(20, 4, 14, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 4, 14, "constant", 0.1) == 1.0
+    assert lr_factor(0, 0, 10, "cosine", 0.0) == 1.0
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        load_train_config(None, ["optim.schedule=linear"])
+    with pytest.raises(ConfigError, match="min_lr_ratio"):
+        load_train_config(None, ["optim.min_lr_ratio=2"])

@@ -7,6 +7,11 @@ bias-free ``Linear(M, 1)``, so the scale may be negative) or ``sigmoid(f_s) * so
 ``E_s`` is a masked residual conv stack (every second block strided by 2) with masked mean+std pooling over
 the whole clip: padding never changes a clip's weights, and the weights are per sample (the authors' code
 averaged them over the batch).
+
+Initialisation (:meth:`StyleEncoder.reset_to_identity`): ``psi'`` starts with near-zero weights and a bias of
+:data:`IDENTITY_LOGIT`, and ``psi_1`` is set so every slot weight is 1 (up to ~1e-2 of audio-dependent
+variation). Stage 2 therefore starts from exactly the stage-1 model (unstylised memory = weights of 1) and
+learns departures from it, instead of first undoing random weights near 0 that erase the retrieved motion.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from memorytalker.models.mel import LogMel, masked_mean_std
 
 #: dB of log-mel are divided by this after per-clip mean removal.
 DB_SCALE = 20.0
+#: Initial value of every style logit ``f_s`` (see :meth:`StyleEncoder.reset_to_identity`).
+IDENTITY_LOGIT = 1.0
+#: Standard deviation of ``psi'``'s initial weights: small, so initial slot weights are ~1 for any audio.
+IDENTITY_INIT_STD = 1e-2
 
 
 class _ResBlock(nn.Module):
@@ -60,6 +69,24 @@ class StyleEncoder(nn.Module):
         self.to_slots = nn.Linear(cfg.embed, slots)  # psi' (-> M)
         self.scale = nn.Linear(slots, 1, bias=False)  # psi_{-> 1}
         self.triplet_head = nn.Sequential(nn.Linear(slots, slots), nn.ReLU(), nn.Linear(slots, slots))  # g
+        self.reset_to_identity()
+
+    @torch.no_grad()
+    def reset_to_identity(self) -> None:
+        """Initialise ``psi'`` and ``psi_1`` so that the slot weights are ~1 for any audio (the stage-1 model).
+
+        ``f_s ~= b`` for every slot (weights ~N(0, 1e-2), bias ``b``); then ``psi_1(f_s) = b * sum(a)``, and
+        ``a = c / (M b)`` with ``c = 1 / sigmoid(b)`` (``paper``) or ``softplus^-1(1 / sigmoid(b))``
+        (``softplus``) gives ``sigmoid(b) * scale = 1``.
+        """
+        b = IDENTITY_LOGIT
+        slots = self.to_slots.out_features
+        nn.init.normal_(self.to_slots.weight, std=IDENTITY_INIT_STD)
+        nn.init.constant_(self.to_slots.bias, b)
+        target = 1.0 / torch.sigmoid(torch.tensor(b, dtype=torch.float64))
+        if self.cfg.scale == "softplus":
+            target = torch.log(torch.expm1(target))  # softplus^-1
+        nn.init.constant_(self.scale.weight, float(target) / (slots * b))
 
     def logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         """``f_s`` ``(B, M)`` of normalised audio ``(B, S)`` (whole clip, masked pooling)."""

@@ -31,6 +31,8 @@ from memorytalker.models.losses import LossWeights
 
 #: Names accepted for ``precision`` (Lightning Fabric's), plus ``auto`` = bf16-mixed on CUDA, else 32.
 PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "64", "64-true")
+#: Learning-rate schedules after warm-up.
+SCHEDULES = ("constant", "cosine")
 #: Validation metrics a run can select its best checkpoint on (all lower-is-better).
 MONITORS = ("lve", "fve", "lip_max", "val_loss")
 
@@ -239,6 +241,9 @@ class OptimConfig:
         betas, weight_decay: optimizer settings.
         grad_clip: clip the global gradient norm to this value (None = no clipping).
         warmup_steps: linear learning-rate warm-up over this many optimizer steps (0 = constant lr).
+        schedule: after warm-up, ``constant`` (the paper's) or ``cosine`` (decay to ``min_lr_ratio * lr`` at the
+            stage's last optimizer step: ``max_steps``, or ``max_epochs`` times the steps of an epoch).
+        min_lr_ratio: final learning rate of the ``cosine`` schedule, as a fraction of ``stage.lr``.
         seed: seeds model initialisation, data order, crops and triplet draws.
         val_batch_size: clips per validation batch.
     """
@@ -252,6 +257,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = None
     warmup_steps: int = 0
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.0
     seed: int = 0
     val_batch_size: int = 4
 
@@ -267,6 +274,10 @@ class OptimConfig:
             raise ConfigError(f"optim.grad_clip must be positive or null, got {self.grad_clip}")
         if self.warmup_steps < 0 or self.weight_decay < 0:
             raise ConfigError("optim.warmup_steps and optim.weight_decay must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
 @dataclass

@@ -160,10 +160,23 @@ def _make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch
     return cls(params, lr=cfg.stage.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
 
-def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = cfg.optim.warmup_steps
+def lr_factor(step: int, warmup: int, total: int | None, schedule: str, min_ratio: float) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based): linear warm-up over ``warmup`` steps,
+    then constant, or a cosine from 1 to ``min_ratio`` reached at step ``total`` (held after it)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total is None or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _make_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int | None
+) -> torch.optim.lr_scheduler.LambdaLR:
+    o = cfg.optim
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warm) if warm > 0 else 1.0
+        optimizer, lambda s: lr_factor(s, o.warmup_steps, total_steps, o.schedule, o.min_lr_ratio)
     )
 
 
@@ -357,7 +370,6 @@ def train(
         f"precision {precision}; run folder {run_dir}"
     )
     optimizer = _make_optimizer(cfg, params)
-    scheduler = _make_scheduler(cfg, optimizer)
     raw_model = model
     model, optimizer = fabric.setup(model, optimizer)
     lips = torch.as_tensor(np.array(topology.lips), dtype=torch.long, device=fabric.device)
@@ -375,6 +387,12 @@ def train(
         generator=loader_gen,
         pin_memory=fabric.device.type == "cuda",
     )
+    micro_per_epoch = math.ceil(sampler.num_samples / cfg.optim.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.optim.accumulate_grad_batches)
+    total_steps = cfg.max_epochs * steps_per_epoch
+    if cfg.optim.max_steps is not None:
+        total_steps = min(total_steps, cfg.optim.max_steps)
+    scheduler = _make_scheduler(cfg, optimizer, total_steps)
     val_indices = list(range(len(val_ds)))
     if cfg.data.val_max_clips is not None:
         val_indices = val_indices[: cfg.data.val_max_clips]
@@ -479,7 +497,6 @@ def train(
     o = cfg.optim
     accum = o.accumulate_grad_batches
     weights = cfg.stage.loss
-    micro_per_epoch = math.ceil(sampler.num_samples / o.batch_size)
     finished = o.max_steps is not None and state.step >= o.max_steps
     audio_seconds, t0 = 0.0, time.perf_counter()
     model.train()
