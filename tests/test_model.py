@@ -59,9 +59,15 @@ def test_zero_initialised_head_returns_the_template():
     assert torch.equal(out.vertices * valid, batch.templates[:, None].expand_as(out.vertices) * valid)
 
 
-@pytest.mark.parametrize("style", [False, True])
+@pytest.mark.parametrize("style", [False, True, "absolute"])
 def test_padded_batch_equals_each_clip_alone(style):
-    model = _model(style=style).eval()
+    model = _model(style=bool(style)).eval()
+    if style == "absolute":
+        model = MemoryTalker(
+            dataclasses.replace(model.cfg, style=dataclasses.replace(model.cfg.style, level="absolute")),
+            model.topology,
+        ).eval()
+        randomize_head(model)
     batch = make_batch(model.topology, [1.1, 0.53, 0.8], triplets=style)
     with torch.no_grad():
         out = model(batch)
@@ -254,3 +260,22 @@ def test_stage_two_starts_from_the_stage_one_model(scale):
     delta = (out2.vertices - out1.vertices).abs().max()
     motion = (out1.vertices - batch.templates[:, None]).abs().max()
     assert delta < 0.05 * motion, (float(delta), float(motion))
+
+
+def test_style_level_decides_whether_loudness_is_heard():
+    """``normalized`` (paper): the same speech 10 dB louder gets the same weights; ``absolute``: it does not."""
+    topo = tiny_topology()
+    batch = make_batch(topo, [0.9], seed=4)
+    louder = batch.audio * 10 ** (10 / 20)
+    for level, same in (("normalized", True), ("absolute", False)):
+        cfg = tiny_config(style=True)
+        cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, level=level))
+        torch.manual_seed(0)
+        model = MemoryTalker(cfg, topo).eval()
+        with torch.no_grad():
+            nn.init.normal_(model.style.to_slots.weight, std=0.5)
+            a = model.style_logits(batch.audio, batch.audio_lengths)
+            b = model.style_logits(louder, batch.audio_lengths)
+        assert torch.allclose(a, b, atol=1e-4) == same, level
+    with pytest.raises(ConfigError, match="model.style.level"):
+        ModelConfig(style=dataclasses.replace(cfg.style, level="loud")).validate()

@@ -20,6 +20,8 @@ TEXT_RATES = ("mesh", "double")
 #: Style scale modes: ``paper`` = ``sigmoid(f_s) * Linear(f_s)`` (may be negative), ``softplus`` =
 #: ``sigmoid(f_s) * softplus(Linear(f_s))`` (non-negative).
 STYLE_SCALES = ("paper", "softplus")
+#: What the style encoder hears of the recording level (see :class:`StyleConfig`).
+STYLE_LEVELS = ("normalized", "absolute")
 
 
 def _positive(value: float, name: str) -> None:
@@ -145,6 +147,10 @@ class StyleConfig:
         channels: conv channels; blocks: residual conv blocks (every second one strided by 2).
         embed: width of the pooled utterance embedding.
         scale: ``paper`` or ``softplus`` (see :data:`STYLE_SCALES`).
+        level: what the encoder hears of the recording level: ``normalized`` (the paper's: the waveform
+            normalised per clip, and each mel band's clip mean removed: level-independent) or ``absolute``
+            (log-mel as recorded: loudness and spectral balance are audible; use it where loudness is part
+            of speaking style, as in the synthetic corpus, and where recordings are level-calibrated).
     """
 
     enabled: bool = False
@@ -155,8 +161,11 @@ class StyleConfig:
     blocks: int = 4
     embed: int = 256
     scale: str = "paper"
+    level: str = "normalized"
 
     def validate(self) -> None:
+        if self.level not in STYLE_LEVELS:
+            raise ConfigError(f"model.style.level must be one of {list(STYLE_LEVELS)}, got {self.level!r}")
         for name in ("n_mels", "n_fft", "hop_length", "channels", "embed"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.style.{name} must be >= 1, got {getattr(self, name)}")

@@ -198,14 +198,14 @@ class MemoryTalker(nn.Module):
         return out
 
     def style_logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
-        """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (normalised here)."""
+        """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (the encoder normalises it per ``style.level``)."""
         if self.style is None:
             raise ConfigError("this model has no style encoder (model.style.enabled is false)")
-        lengths = audio_lengths.to(audio.device)
-        return self.style.logits(normalize_waveform(audio.float(), lengths), lengths)
+        return self.style.logits(audio.float(), audio_lengths.to(audio.device))
 
     def _decode(
         self,
+        audio: torch.Tensor,
         audio_n: torch.Tensor,
         audio_lengths: torch.Tensor,
         templates: torch.Tensor,
@@ -228,7 +228,7 @@ class MemoryTalker(nn.Module):
         out: dict[str, Any] = {"frame_mask": valid, "ctc_logits": logits, "ctc_lengths": frame_lengths * r}
         style_weights = None
         if self.style is not None:
-            f_s = self.style.logits(audio_n, audio_lengths)
+            f_s = self.style.logits(audio.float(), audio_lengths)
             style_weights = self.style.weights(f_s)
             out.update(style_logits=f_s, style_weights=style_weights, style_anchor=self.style.embed(f_s))
         if self.memory is None:
@@ -280,6 +280,7 @@ class MemoryTalker(nn.Module):
             teacher_forcing = self.cfg.memory.teacher_forcing
         audio_n = normalize_waveform(audio.float(), audio_lengths)
         out = self._decode(
+            audio,
             audio_n,
             audio_lengths,
             templates,
@@ -328,7 +329,9 @@ class MemoryTalker(nn.Module):
         self.eval()
         try:
             audio_n = normalize_waveform(audio.float(), audio_lengths)
-            out = self._decode(audio_n, audio_lengths, templates.float(), frame_lengths, t, None, False, True)
+            out = self._decode(
+                audio, audio_n, audio_lengths, templates.float(), frame_lengths, t, None, False, True
+            )
         finally:
             self.train(was_training)
         pred = out["vertices"]

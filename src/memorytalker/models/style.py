@@ -23,10 +23,12 @@ from torch import nn
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.models.config import StyleConfig
 from memorytalker.models.layers import MaskedConv1d, lengths_to_mask
-from memorytalker.models.mel import LogMel, masked_mean_std
+from memorytalker.models.mel import LogMel, masked_mean_std, normalize_waveform
 
 #: dB of log-mel are divided by this after per-clip mean removal.
 DB_SCALE = 20.0
+#: ``level = "absolute"``: dB subtracted from the log-mel (about a mel band's level in speech at -23 dBFS).
+ABSOLUTE_DB_REFERENCE = -20.0
 #: Initial value of every style logit ``f_s`` (see :meth:`StyleEncoder.reset_to_identity`).
 IDENTITY_LOGIT = 1.0
 #: Standard deviation of ``psi'``'s initial weights: small, so initial slot weights are ~1 for any audio.
@@ -89,11 +91,22 @@ class StyleEncoder(nn.Module):
         nn.init.constant_(self.scale.weight, float(target) / (slots * b))
 
     def logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
-        """``f_s`` ``(B, M)`` of normalised audio ``(B, S)`` (whole clip, masked pooling)."""
+        """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (whole clip, masked pooling).
+
+        ``level = "normalized"`` (the paper's): the waveform is normalised to zero mean and unit variance
+        and each mel band's mean over the clip is removed, so the recording level does not matter (and
+        vocal loudness cannot be heard). ``level = "absolute"``: log-mel of the waveform as recorded, in dB
+        relative to :data:`ABSOLUTE_DB_REFERENCE`, so loudness and spectral balance are heard.
+        """
+        if self.cfg.level == "normalized":
+            audio = normalize_waveform(audio, audio_lengths)
         mel, lengths = self.mel(audio, audio_lengths)
         mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
-        mean, _ = masked_mean_std(mel, mask)
-        x, lengths = self.conv_in((mel - mean) / DB_SCALE, lengths)
+        if self.cfg.level == "normalized":
+            offset, _ = masked_mean_std(mel, mask)
+        else:
+            offset = ABSOLUTE_DB_REFERENCE
+        x, lengths = self.conv_in((mel - offset) * mask / DB_SCALE, lengths)
         x = F.relu(x)
         for block in self.blocks:
             x, lengths = block(x, lengths)
