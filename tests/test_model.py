@@ -279,3 +279,43 @@ def test_style_level_decides_whether_loudness_is_heard():
         assert torch.allclose(a, b, atol=1e-4) == same, level
     with pytest.raises(ConfigError, match="model.style.level"):
         ModelConfig(style=dataclasses.replace(cfg.style, level="loud")).validate()
+
+
+def test_text_dropout_is_training_only_and_forces_memory_only_decoding():
+    topo = tiny_topology()
+    torch.manual_seed(0)
+    plain = MemoryTalker(tiny_config(), topo)
+    randomize_head(plain)
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, text_dropout=0.9))
+    dropped = MemoryTalker(cfg, topo)
+    dropped.load_state_dict(plain.state_dict())
+    batch = make_batch(topo, [0.7, 0.5], seed=6)
+    with torch.no_grad():
+        plain.eval(), dropped.eval()
+        torch.testing.assert_close(dropped(batch).vertices, plain(batch).vertices)  # eval: no effect
+        plain.train(), dropped.train()
+        torch.manual_seed(1)  # with p = 0.9 both clips of this draw lose their text features
+        assert (torch.rand(2, 1, 1) >= 0.9).sum() == 0
+        torch.manual_seed(1)
+        out = dropped(batch, teacher_forcing=False).vertices
+        memory_only = plain.decoder(
+            torch.cat(
+                [
+                    torch.zeros(2, out.shape[1], cfg.memory.width),
+                    plain.memory.key_read(out_key(plain, batch)),
+                ],
+                dim=-1,
+            ),
+            torch.zeros(2, out.shape[1] * plain.text_rate, cfg.memory.width),
+            batch.frame_mask,
+            batch.templates,
+        )
+        torch.testing.assert_close(out, memory_only)
+    with pytest.raises(ConfigError, match="text_dropout"):
+        dataclasses.replace(cfg.memory, text_dropout=1.0).validate()
+
+
+def out_key(model: MemoryTalker, batch) -> torch.Tensor:
+    """The key address ``(B, T, M)`` of ``batch`` (training mode pass without text dropout)."""
+    return model(batch, teacher_forcing=False).key_address

@@ -119,6 +119,10 @@ class MemoryConfig:
         width: ``D``, the feature width of memory, text projection, fusion and decoder.
         kappa: softmax scale of both addressing routes.
         teacher_forcing: run the teacher-forced decoder pass (ground-truth motion feature) in training.
+        text_dropout: in training, the probability that a clip's main decoder pass gets no text features
+            (fusion input and cross-attention zeroed), only the memory read: the decoder must learn to
+            decode motion from the retrieved memory, which stage 2 stylises. 0 = the paper's model (whose
+            decoder can ignore the memory read: docs/RESULTS.md). Never applied in eval mode.
     """
 
     enabled: bool = True
@@ -126,8 +130,11 @@ class MemoryConfig:
     width: int = 96
     kappa: float = 16.0
     teacher_forcing: bool = True
+    text_dropout: float = 0.0
 
     def validate(self) -> None:
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ConfigError(f"model.memory.text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.slots < 0:
             raise ConfigError(
                 f"model.memory.slots must be >= 0 (0 = the backbone vocabulary), got {self.slots}"

@@ -237,7 +237,14 @@ class MemoryTalker(nn.Module):
         key = self.memory.key_address(l_frame)  # (B, T, M)
         key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
         out["key_address"] = key
-        out["vertices"] = self.decoder(torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates)
+        f_frame_main, f_txt_main = f_frame, f_txt
+        p_drop = self.cfg.memory.text_dropout
+        if self.training and p_drop > 0:  # memory-only decoding for some clips (MemoryConfig.text_dropout)
+            keep = (torch.rand(b, 1, 1, device=f_frame.device) >= p_drop).to(f_frame.dtype)
+            f_frame_main, f_txt_main = f_frame * keep, f_txt * keep
+        out["vertices"] = self.decoder(
+            torch.cat([f_frame_main, key_read], dim=-1), f_txt_main, valid, templates
+        )
         if vertices is not None:
             disp = (vertices - templates.unsqueeze(1)).flatten(2) * valid.unsqueeze(-1).to(vertices.dtype)
             f_m = self.motion_encoder(disp)  # (B, T, D)

@@ -1,0 +1,60 @@
+"""Does a model reproduce each unseen speaker's articulation amplitude? Per-speaker table from predictions.
+
+    .venv/bin/python scripts/style_amplitude.py --data data/synthetic --split test "label=PRED_DIR" ...
+
+``PRED_DIR`` holds ``<clip>.npy`` (T, V, 3) predictions (``memorytalker evaluate --pred-dir``). A clip's
+*lip amplitude* is the RMS over frames and lip vertices of the displacement from the clip's own mean lip
+shape (articulation only: a constant offset of the mouth does not count). Per speaker, the mean over clips;
+the table gives the ground truth in mm and each model's ratio prediction / ground truth, and the mean of
+``|log ratio|`` over speakers (0 = every speaker's amplitude right).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from memorytalker.data import load_dataset
+
+
+def lip_amplitude(vertices: np.ndarray, lips: np.ndarray) -> float:
+    """RMS displacement (data units) of the lip vertices from their temporal mean; ``vertices`` (T, V, 3)."""
+    lip = vertices[:, lips]
+    return float(np.sqrt(np.mean(np.sum((lip - lip.mean(axis=0, keepdims=True)) ** 2, axis=-1))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("preds", nargs="+", help="label=prediction folder")
+    args = ap.parse_args()
+    index = load_dataset(args.data)
+    lips = np.asarray(index.topology.lips)
+    runs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.preds]
+    gt: dict[str, list[float]] = {}
+    pred: dict[str, dict[str, list[float]]] = {label: {} for label, _ in runs}
+    for rec in index.clips(args.split):
+        gt.setdefault(rec.subject, []).append(lip_amplitude(index.load_vertices(rec), lips))
+        for label, folder in runs:
+            p = np.load(folder / f"{rec.clip_id}.npy")
+            pred[label].setdefault(rec.subject, []).append(lip_amplitude(p, lips))
+    subjects = sorted(gt)
+    print("| speaker | ground truth [mm] | " + " | ".join(f"{label} (ratio)" for label, _ in runs) + " |")
+    print("|---|---|" + "---|" * len(runs))
+    logs: dict[str, list[float]] = {label: [] for label, _ in runs}
+    for s in subjects:
+        g = float(np.mean(gt[s]))
+        cells = []
+        for label, _ in runs:
+            ratio = float(np.mean(pred[label][s])) / g
+            logs[label].append(abs(np.log(ratio)))
+            cells.append(f"{ratio:.2f}")
+        print(f"| {s} | {g * 1e3:.2f} | " + " | ".join(cells) + " |")
+    print("| mean abs log ratio | | " + " | ".join(f"{np.mean(logs[label]):.3f}" for label, _ in runs) + " |")
+
+
+if __name__ == "__main__":
+    main()
