@@ -4,16 +4,14 @@
 setup:
 	bash scripts/setup.sh
 
-# Main job. Until the model lands this runs the end-to-end path that exists: a small fake VOCASET
-# distribution in the exact raw layout -> `prepare vocaset` -> `data check` -> data loader, then the five
-# metrics on 8 clips. (It becomes `memorytalker animate` on the bundled example once the model lands.)
+# Main job: animate the bundled example recording with the embedded default model (no dataset, no
+# network): out/example.npy (T, V, 3), out/example.mp4 (H.264 + the speech), out/example.glb.
 demo: setup
-	.venv/bin/python benchmarks/data_pipeline.py --clips 8 --frames 240
-	.venv/bin/python benchmarks/bench_metrics.py --clips 8 --skip-cold
+	.venv/bin/memorytalker animate --out out/
 
 lint: setup
-	.venv/bin/ruff check src tests benchmarks
-	.venv/bin/ruff format --check src tests benchmarks
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts
 
 test: lint
 	.venv/bin/python -m pytest -q

@@ -44,3 +44,32 @@ def test_readme_command_exists(words, capsys):
 def test_every_command_has_help():
     parser = build_parser()
     assert parser.format_help()
+
+
+def test_main_job_animates_the_bundled_example_with_the_embedded_model(tmp_path):
+    """`make demo` = `memorytalker animate --out out/`: no flags, no dataset, no network."""
+    import av
+    import numpy as np
+
+    from memorytalker.data.audio import load_audio
+    from memorytalker.inference import Animator, default_checkpoint, example_audio
+
+    assert "memorytalker animate --out out/" in (ROOT / "Makefile").read_text()
+    assert default_checkpoint().stat().st_size <= 20 * 2**20  # shipped inside the package
+    out = tmp_path / "out"
+    assert main(["animate", "--out", str(out)]) == 0
+    name = example_audio().stem
+    vertices = np.load(out / f"{name}.npy")
+    topology = Animator().topology
+    seconds = load_audio(example_audio()).shape[0] / 16000
+    assert vertices.shape == (round(seconds * topology.fps), topology.num_vertices, 3)
+    # the lips follow the speech: the mouth opens and closes by millimetres (metres in the data)
+    upper, lower = (np.asarray(topology.regions[k]) for k in ("upper_lip_edge", "lower_lip_edge"))
+    opening = np.linalg.norm(vertices[:, upper].mean(1) - vertices[:, lower].mean(1), axis=-1)  # (T,)
+    assert np.percentile(opening, 95) - np.percentile(opening, 5) > 0.005, opening
+    with av.open(str(out / f"{name}.mp4")) as container:
+        kinds = sorted(s.type for s in container.streams)
+        video = container.streams.video[0]
+        assert kinds == ["audio", "video"] and video.codec_context.name == "h264"
+        assert video.codec_context.pix_fmt == "yuv420p"
+    assert (out / f"{name}.glb").read_bytes()[:4] == b"glTF"
