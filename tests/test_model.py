@@ -319,3 +319,20 @@ def test_text_dropout_is_training_only_and_forces_memory_only_decoding():
 def out_key(model: MemoryTalker, batch) -> torch.Tensor:
     """The key address ``(B, T, M)`` of ``batch`` (training mode pass without text dropout)."""
     return model(batch, teacher_forcing=False).key_address
+
+
+@pytest.mark.parametrize("decode_from", ["text+memory", "memory"])
+def test_decode_from_memory_keeps_text_features_out_of_the_decoder(decode_from):
+    topo = tiny_topology()
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, decode_from=decode_from))
+    torch.manual_seed(0)
+    model = MemoryTalker(cfg, topo).eval()
+    randomize_head(model)
+    batch = make_batch(topo, [0.6], seed=8)
+    with torch.no_grad():
+        before = model(batch).vertices
+        for p in model.text_proj.parameters():
+            p.add_(torch.randn_like(p))
+        after = model(batch).vertices
+    assert torch.allclose(before, after) == (decode_from == "memory")

@@ -123,6 +123,9 @@ class MemoryConfig:
             (fusion input and cross-attention zeroed), only the memory read: the decoder must learn to
             decode motion from the retrieved memory, which stage 2 stylises. 0 = the paper's model (whose
             decoder can ignore the memory read: docs/RESULTS.md). Never applied in eval mode.
+        decode_from: ``text+memory`` (the paper's: the decoder gets the text features and the memory read)
+            or ``memory`` (the text features never reach the decoder, in training and inference: all motion
+            information passes through the memory, so stage 2's slot weights act on all of it).
     """
 
     enabled: bool = True
@@ -131,8 +134,13 @@ class MemoryConfig:
     kappa: float = 16.0
     teacher_forcing: bool = True
     text_dropout: float = 0.0
+    decode_from: str = "text+memory"
 
     def validate(self) -> None:
+        if self.decode_from not in ("text+memory", "memory"):
+            raise ConfigError(
+                f"model.memory.decode_from must be 'text+memory' or 'memory', got {self.decode_from!r}"
+            )
         if not 0.0 <= self.text_dropout < 1.0:
             raise ConfigError(f"model.memory.text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.slots < 0:

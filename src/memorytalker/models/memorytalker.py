@@ -237,6 +237,8 @@ class MemoryTalker(nn.Module):
         key = self.memory.key_address(l_frame)  # (B, T, M)
         key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
         out["key_address"] = key
+        if self.cfg.memory.decode_from == "memory":  # the text features never reach the decoder
+            f_frame, f_txt = torch.zeros_like(f_frame), torch.zeros_like(f_txt)
         f_frame_main, f_txt_main = f_frame, f_txt
         p_drop = self.cfg.memory.text_dropout
         if self.training and p_drop > 0:  # memory-only decoding for some clips (MemoryConfig.text_dropout)
