@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce docs/RESULTS.md on a 2-core CPU (about 1 h 40 min, one training at a time): the synthetic corpus,
+# Reproduce docs/RESULTS.md on a 2-core CPU (about 2.5 h, one training at a time): the synthetic corpus,
 # the trainings (checkpoints selected on the validation speakers), evaluation on the unseen test speakers,
 # the results table, the per-speaker lip amplitudes and the memory-reliance check.
 #   bash scripts/synthetic_results.sh
@@ -30,11 +30,16 @@ $MT train --config $C --stage animating stage.name=continued "stage.trainable=[f
 # stage 1 and 2 with memory-only decoding for half the training clips -> runs/synthetic_textdrop
 $MT train --config $C model.memory.text_dropout=0.5 output_dir=runs/synthetic_textdrop
 $MT train --config $C --stage animating model.memory.text_dropout=0.0 output_dir=runs/synthetic_textdrop
+# stage 1 and 2 with the text features kept out of the decoder -> runs/synthetic_memonly
+$MT train --config $C model.memory.decode_from=memory output_dir=runs/synthetic_memonly
+$MT train --config $C --stage animating model.memory.decode_from=memory output_dir=runs/synthetic_memonly
 
 runs=(synthetic_nomem/nomem synthetic/memorizing synthetic/animating_normalized synthetic/animating
-      synthetic/animating_decoder synthetic/continued synthetic_textdrop/memorizing synthetic_textdrop/animating)
+      synthetic/animating_decoder synthetic/continued synthetic_textdrop/memorizing synthetic_textdrop/animating
+      synthetic_memonly/memorizing synthetic_memonly/animating)
 labels=("no memory" "stage 1" "stage 2, paper" "stage 2, loudness audible" "stage 2 + decoder"
-        "stage 1 + decoder (control)" "stage 1, text dropout" "stage 2, text dropout")
+        "stage 1 + decoder (control)" "stage 1, text dropout" "stage 2, text dropout"
+        "stage 1, memory only" "stage 2, memory only")
 reports=() preds=()
 for i in "${!runs[@]}"; do
   r=runs/${runs[$i]}
