@@ -11,10 +11,8 @@ of refused uploads (not audio, too long), which must stay short whatever the fil
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,11 +30,10 @@ def main() -> None:
 
     import httpx
     import torch
-    import uvicorn
     from test_serve import speech_like, wav_bytes, webm_opus_bytes
 
     from memorytalker.serve import ServeSettings, create_app
-    from memorytalker.serve.app import load_animator
+    from memorytalker.serve.app import load_animator, serve_in_thread
 
     t0 = time.perf_counter()
     animator = load_animator(args.checkpoint)
@@ -46,58 +43,47 @@ def main() -> None:
     )
     settings = ServeSettings(max_seconds=max(60.0, args.seconds + 1))
     app = create_app(settings, animator=animator)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
+    with serve_in_thread(app) as base:
+        speech16 = speech_like(args.seconds)
+        uploads = {
+            "wav 16 kHz": ("speech.wav", wav_bytes(speech16)),
+            "webm/opus 48 kHz": ("recording.webm", webm_opus_bytes(speech_like(args.seconds, rate=48000))),
+        }
+        rows = []
+        with httpx.Client(base_url=base, timeout=300) as client:
+            for label, (name, data) in uploads.items():
+                posts, faces, dones = [], [], []
+                for _ in range(args.runs):
+                    start = time.perf_counter()
+                    r = client.post("/api/jobs", files={"audio": (name, data)})
+                    r.raise_for_status()
+                    posts.append(time.perf_counter() - start)
+                    url = r.json()["status_url"]
+                    face = None
+                    while True:
+                        status = client.get(url).json()
+                        if face is None and "glb" in status["files"]:
+                            face = time.perf_counter() - start
+                        if status["status"] in ("done", "failed"):
+                            break
+                        time.sleep(0.02)
+                    if status["status"] != "done":
+                        raise SystemExit(f"job failed: {status['error']}")
+                    faces.append(face)
+                    dones.append(time.perf_counter() - start)
+                rows.append((label, len(data), posts, faces, dones, status["frames"]))
 
-    speech16 = speech_like(args.seconds)
-    uploads = {
-        "wav 16 kHz": ("speech.wav", wav_bytes(speech16)),
-        "webm/opus 48 kHz": ("recording.webm", webm_opus_bytes(speech_like(args.seconds, rate=48000))),
-    }
-    rows = []
-    with httpx.Client(base_url=base, timeout=300) as client:
-        for label, (name, data) in uploads.items():
-            posts, faces, dones = [], [], []
-            for _ in range(args.runs):
+            refused = []
+            long_wav = wav_bytes(speech_like(settings.max_seconds + 60))
+            long_webm = webm_opus_bytes(speech_like(settings.max_seconds + 60, rate=48000))
+            for label, name, data in (
+                ("not audio (1 MB of text)", "notes.txt", b"not speech at all\n" * 58_000),
+                (f"too long ({settings.max_seconds + 60:g} s wav)", "long.wav", long_wav),
+                (f"too long ({settings.max_seconds + 60:g} s webm)", "long.webm", long_webm),
+            ):
                 start = time.perf_counter()
                 r = client.post("/api/jobs", files={"audio": (name, data)})
-                r.raise_for_status()
-                posts.append(time.perf_counter() - start)
-                url = r.json()["status_url"]
-                face = None
-                while True:
-                    status = client.get(url).json()
-                    if face is None and "glb" in status["files"]:
-                        face = time.perf_counter() - start
-                    if status["status"] in ("done", "failed"):
-                        break
-                    time.sleep(0.02)
-                if status["status"] != "done":
-                    raise SystemExit(f"job failed: {status['error']}")
-                faces.append(face)
-                dones.append(time.perf_counter() - start)
-            rows.append((label, len(data), posts, faces, dones, status["frames"]))
-
-        refused = []
-        long_wav = wav_bytes(speech_like(settings.max_seconds + 60))
-        long_webm = webm_opus_bytes(speech_like(settings.max_seconds + 60, rate=48000))
-        for label, name, data in (
-            ("not audio (1 MB of text)", "notes.txt", b"not speech at all\n" * 58_000),
-            (f"too long ({settings.max_seconds + 60:g} s wav)", "long.wav", long_wav),
-            (f"too long ({settings.max_seconds + 60:g} s webm)", "long.webm", long_webm),
-        ):
-            start = time.perf_counter()
-            r = client.post("/api/jobs", files={"audio": (name, data)})
-            refused.append((label, r.status_code, time.perf_counter() - start, len(data)))
-    server.should_exit = True
-    thread.join()
+                refused.append((label, r.status_code, time.perf_counter() - start, len(data)))
 
     def med(xs):
         return f"{statistics.median(xs):.2f} s"

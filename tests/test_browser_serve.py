@@ -8,9 +8,6 @@ run). WebGL runs on SwiftShader (software), so no GPU and no display are needed.
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,28 +39,17 @@ def server(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run the browser test)")
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    uvicorn = pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
+    pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
     from test_serve import build_tiny_animator
 
     from memorytalker.serve import ServeSettings, create_app
+    from memorytalker.serve.app import serve_in_thread
 
     tmp = tmp_path_factory.mktemp("browser")
     settings = ServeSettings(max_seconds=4.0, output_dir=str(tmp / "jobs"))
     app = create_app(settings, animator=build_tiny_animator(tmp / "model"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ Routes (every error is JSON ``{"error": "..."}`` with a 4xx/5xx status; the serv
 """
 
 import logging
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,40 @@ def load_animator(checkpoint: str | None) -> AnimatorLike:
     from memorytalker.inference import Animator
 
     return Animator(checkpoint=checkpoint)
+
+
+@contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free port of ``host`` from a background thread (tests, benchmarks).
+
+    Yields the base URL (``http://host:port``) once the server accepts connections; stops the server and
+    joins the thread on exit.
+
+    Raises:
+        RuntimeError: the server did not start within ``timeout`` seconds (or its thread died).
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"the server on {host}:{port} did not start within {timeout:g} s")
+            time.sleep(0.05)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
 
 
 def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | None = None) -> Any:
