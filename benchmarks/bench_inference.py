@@ -37,20 +37,34 @@ SR = 16000
 
 
 def flame_sized_topology(fps: float = 30.0, vertices: int = 5023) -> FaceTopology:
+    """A random ``vertices``-vertex topology (strip triangles); lips = the first min(250, V/20) vertices,
+    upper face = the first min(800, V/5) (FLAME-like counts at V = 5023)."""
     rng = np.random.default_rng(0)
     verts = rng.normal(scale=0.05, size=(vertices, 3)).astype(np.float32)
     faces = np.stack([np.arange(vertices - 2), np.arange(1, vertices - 1), np.arange(2, vertices)], 1)
-    return FaceTopology(
-        "flame-sized", verts, faces, fps, {"lips": np.arange(250), "upper_face": np.arange(800)}
-    )
+    regions = {"lips": np.arange(min(250, vertices // 20)), "upper_face": np.arange(min(800, vertices // 5))}
+    return FaceTopology("flame-sized", verts, faces, fps, regions)
+
+
+def save_random_wav2vec2(folder: str) -> str:
+    """Save a randomly initialised wav2vec2-base-sized CTC model (``Wav2Vec2Config()``) to ``folder``."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    Wav2Vec2ForCTC(Wav2Vec2Config()).save_pretrained(folder)
+    return folder
+
+
+def device_label(device: torch.device) -> str:
+    """The GPU's name, or the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
 
 
 def build(kind: str, topology: FaceTopology, tmp: str) -> MemoryTalker:
     cfg = ModelConfig(style=StyleConfig(enabled=True))
     if kind == "wav2vec2-base":
-        from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
-
-        Wav2Vec2ForCTC(Wav2Vec2Config()).save_pretrained(tmp)
+        save_random_wav2vec2(tmp)
         cfg = dataclasses.replace(
             cfg, backbone=dataclasses.replace(cfg.backbone, kind="huggingface", name_or_path=tmp)
         )
@@ -103,12 +117,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     topology = flame_sized_topology()
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    print(f"torch {torch.__version__}, {args.threads} threads, {where}, bf16={args.bf16}")
+    print(f"torch {torch.__version__}, {args.threads} threads, {device_label(device)}, bf16={args.bf16}")
     print(f"topology: V={topology.num_vertices}, fps={topology.fps:g}")
     print(f"{'model':<15}{'params':>10}{'audio':>9}{'frames':>8}{'wall s':>9}{'x real time':>13}")
     for kind in args.models:

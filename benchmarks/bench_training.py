@@ -19,12 +19,12 @@ downloads). ``--device cuda`` trains on the GPU (timings synchronised); ``--bf16
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_inference import device_label, flame_sized_topology, save_random_wav2vec2
 from torch.utils.data import DataLoader
 
 from memorytalker.data import TalkingFaceDataset, collate_batch, load_dataset
@@ -37,19 +37,6 @@ from memorytalker.training.engine import _make_optimizer, select_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
-
-
-def random_topology(vertices: int, fps: float):
-    """A random ``vertices``-vertex topology (strip faces, first 5 % lips, first 20 % upper face)."""
-    import numpy as np
-
-    from memorytalker.topology import FaceTopology
-
-    rng = np.random.default_rng(0)
-    verts = rng.normal(scale=0.05, size=(vertices, 3)).astype(np.float32)
-    faces = np.stack([np.arange(vertices - 2), np.arange(1, vertices - 1), np.arange(2, vertices)], 1)
-    regions = {"lips": np.arange(vertices // 20), "upper_face": np.arange(vertices // 5)}
-    return FaceTopology("random", verts, faces, fps, regions)
 
 
 def random_items(topology, seconds: float, count: int, triplets: bool) -> list[ClipItem]:
@@ -92,17 +79,13 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
         if args.random_hf and model_cfg.backbone.kind == "huggingface":
             import dataclasses
 
-            from transformers import AutoConfig, AutoModelForCTC
-
-            hf_cfg = AutoConfig.for_model("wav2vec2")  # the base architecture (94 M parameters)
-            AutoModelForCTC.from_config(hf_cfg).save_pretrained(tmp)
             model_cfg = dataclasses.replace(
-                model_cfg, backbone=dataclasses.replace(model_cfg.backbone, name_or_path=tmp)
+                model_cfg,
+                backbone=dataclasses.replace(model_cfg.backbone, name_or_path=save_random_wav2vec2(tmp)),
             )
         fps = 25.0 if "biwi" in cfg.name else 30.0
-        topology = random_topology(args.random_vertices, fps)
-        items = random_items(topology, args.random_data, max(16, batch_size * 2), cfg.stage.triplets)
-        ds = items
+        topology = flame_sized_topology(fps, args.random_vertices)
+        ds = random_items(topology, args.random_data, max(16, batch_size * 2), cfg.stage.triplets)
     else:
         index = load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)
         topology = index.topology
@@ -166,12 +149,9 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     device = torch.device(args.device)
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device_label(device)}, bf16={args.bf16}"
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}, bf16={args.bf16}")
     if args.random_data:
         print(f"random clips of {args.random_data:g} s, V={args.random_vertices}")
     print(f"config {args.config} {' '.join(args.overrides)}")
