@@ -72,6 +72,27 @@ def test_lip_mem_align_and_style_terms():
     torch.testing.assert_close(got["style"], trip, atol=1e-4, rtol=1e-4)
 
 
+def test_vertex_terms_are_measured_in_the_motion_unit():
+    topo = tiny_topology()
+    torch.manual_seed(0)
+    model = MemoryTalker(tiny_config(), topo)
+    batch = make_batch(topo, [0.5, 0.3])
+    out = model(batch)
+    w = LossWeights(lip=0.5)
+    metres = compute_losses(out, batch, w, topo)
+    unit = 0.003
+    scaled = compute_losses(out, batch, w, topo, unit=unit)
+    vertex = {"mse", "velocity", "teacher_mse", "teacher_velocity", "lip"}
+    assert vertex <= set(metres) and {"mem", "align", "ctc"} <= set(metres)
+    for k in set(metres) - {"total"}:
+        factor = 1 / unit**2 if k in vertex else 1.0
+        torch.testing.assert_close(scaled[k], metres[k] * factor, rtol=1e-5, atol=0)
+    # by hand: the mse of displacements divided by the unit
+    mask = batch.frame_mask[:, :, None, None]
+    err = ((out.vertices - batch.vertices) / unit).square() * mask
+    torch.testing.assert_close(scaled["mse"], err.sum() / (mask.sum() * 12 * 3), rtol=1e-5, atol=0)
+
+
 def test_term_errors_and_skipped_routes():
     topo = tiny_topology()
     model = MemoryTalker(tiny_config(), topo)

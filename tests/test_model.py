@@ -59,6 +59,36 @@ def test_zero_initialised_head_returns_the_template():
     assert torch.equal(out.vertices * valid, batch.templates[:, None].expand_as(out.vertices) * valid)
 
 
+def test_motion_scale_is_the_unit_of_the_motion_encoder_and_the_head():
+    model = _model().eval()
+    batch = make_batch(model.topology, [0.6, 0.4])
+    with torch.no_grad():
+        base = model(batch)
+        model.set_motion_scale(2.5)
+        scaled = model(batch)
+        # the head's offsets are multiplied by the unit; the text-only route is unchanged
+        valid = batch.frame_mask[:, :, None, None]
+        disp = (base.vertices - batch.templates[:, None]) * valid
+        disp_scaled = (scaled.vertices - batch.templates[:, None]) * valid
+        torch.testing.assert_close(disp_scaled, 2.5 * disp, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(scaled.ctc_logits, base.ctc_logits)
+        # E_m reads displacements in the unit: 2.5x the motion in 2.5x the unit gives the same feature
+        bigger = dataclasses.replace(
+            batch,
+            vertices=(batch.templates[:, None] + 2.5 * (batch.vertices - batch.templates[:, None])) * valid,
+        )
+        torch.testing.assert_close(model(bigger).motion_feat, base.motion_feat, atol=1e-5, rtol=1e-5)
+    assert torch.equal(
+        MemoryTalker(dataclasses.replace(model.cfg, motion_scale=0.004), model.topology).motion_scale,
+        torch.tensor(0.004),
+    )
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError, match="motion_scale"):
+            MemoryTalker(dataclasses.replace(model.cfg, motion_scale=bad), model.topology)
+    with pytest.raises(ConfigError, match="motion scale"):
+        model.set_motion_scale(float("nan"))
+
+
 @pytest.mark.parametrize("style", [False, True, "absolute"])
 def test_padded_batch_equals_each_clip_alone(style):
     model = _model(style=bool(style)).eval()
@@ -204,8 +234,8 @@ def test_parameter_groups_partition_the_parameters(style):
     assert tuple(groups) == GROUPS
     ids = [id(p) for ps in groups.values() for p in ps]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
-    # no persistent buffers (mel filterbanks are rebuilt from the config)
-    assert set(model.state_dict()) == {n for n, _ in model.named_parameters()}
+    # one persistent buffer, the motion unit (mel filterbanks are rebuilt from the config)
+    assert set(model.state_dict()) == {n for n, _ in model.named_parameters()} | {"motion_scale"}
 
 
 def test_default_compact_size_is_a_few_million_parameters():

@@ -219,14 +219,27 @@ class DecoderConfig:
 
 @dataclass
 class ModelConfig:
-    """The whole model. Defaults: compact backbone, memory on, style off (stage 1)."""
+    """The whole model. Defaults: compact backbone, memory on, style off (stage 1).
+
+    Attributes:
+        motion_scale: the motion unit, in the data's units (metres for VOCASET): the motion encoder reads
+            vertex displacements divided by it and the output head's offsets are multiplied by it, so both
+            work with numbers of order 1 (raw VOCASET displacements are ~1e-3 m, which left ``E_m``'s
+            feature ~400 times smaller than the text features and the memory unused: docs/RESULTS.md).
+            None: a training run that starts from scratch measures it on its training split (RMS vertex
+            displacement from the template); it is stored in the checkpoint (buffer ``motion_scale``) and
+            stage 2 takes it from stage 1. A model built outside training with None uses 1.0.
+    """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    motion_scale: float | None = None
 
     def validate(self) -> None:
+        if self.motion_scale is not None and not self.motion_scale > 0:
+            raise ConfigError(f"model.motion_scale must be > 0 or null (measured), got {self.motion_scale}")
         self.backbone.validate()
         self.memory.validate()
         self.style.validate()

@@ -2,7 +2,8 @@
 
 Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
 
-* ``mse``: mean squared vertex error over valid frames (element-wise mean over ``V x 3``).
+* ``mse``: mean squared vertex error over valid frames (element-wise mean over ``V x 3``), in the model's
+  motion unit (``unit`` below; so are ``velocity``, ``teacher_*`` and ``lip``).
 * ``velocity``: the same on frame differences ``x_{t+1} - x_t`` (pairs of valid frames).
 * ``teacher_mse`` / ``teacher_velocity``: the same for the teacher-forced pass.
 * ``mem``: ``MSE(value_read, sg(f_m))`` (eq. 3; only the memory gets gradient).
@@ -102,7 +103,11 @@ def ctc_loss(
 
 
 def compute_losses(
-    output: Any, batch: Any, weights: LossWeights, topology: FaceTopology | None
+    output: Any,
+    batch: Any,
+    weights: LossWeights,
+    topology: FaceTopology | None,
+    unit: float | torch.Tensor = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Weighted loss terms of a forward pass.
 
@@ -112,6 +117,10 @@ def compute_losses(
             ``phoneme_lengths`` for CTC).
         weights: :class:`LossWeights`.
         topology: needed for ``lip`` (its ``lips`` region).
+        unit: the motion unit (the model's ``motion_scale``, data units): the vertex terms (``mse``,
+            ``velocity``, ``teacher_*``, ``lip``) are measured in it, i.e. divided by ``unit**2``. Raw
+            squared errors in metres are ~1e-7, so their gradients fall below Adam's epsilon (1e-8) for the
+            decoder's parameters, which then barely train; in the unit they are of order 0.1.
 
     Returns:
         ``{"total": ..., term: unweighted value, ...}`` for every term with a positive weight whose inputs
@@ -125,15 +134,16 @@ def compute_losses(
     mask = output.frame_mask
     target = batch.vertices.to(output.vertices.device)
     terms: dict[str, torch.Tensor] = {}
+    inv_sq = 1.0 / (unit * unit)
     if weights.mse > 0:
-        terms["mse"] = vertex_mse(output.vertices, target, mask)
+        terms["mse"] = vertex_mse(output.vertices, target, mask) * inv_sq
     if weights.velocity > 0:
-        terms["velocity"] = velocity_mse(output.vertices, target, mask)
+        terms["velocity"] = velocity_mse(output.vertices, target, mask) * inv_sq
     if output.teacher_vertices is not None:
         if weights.teacher_mse > 0:
-            terms["teacher_mse"] = vertex_mse(output.teacher_vertices, target, mask)
+            terms["teacher_mse"] = vertex_mse(output.teacher_vertices, target, mask) * inv_sq
         if weights.teacher_velocity > 0:
-            terms["teacher_velocity"] = velocity_mse(output.teacher_vertices, target, mask)
+            terms["teacher_velocity"] = velocity_mse(output.teacher_vertices, target, mask) * inv_sq
     if weights.mem > 0 and output.value_read is not None:
         err = (output.value_read.float() - output.motion_feat.detach().float()).square().mean(-1)
         terms["mem"] = _masked_frame_mean(err, mask)
@@ -146,7 +156,7 @@ def compute_losses(
         if topology is None:
             raise ConfigError("loss.lip > 0 needs the face topology (its lips region)")
         lips = torch.from_numpy(np.array(topology.lips, dtype=np.int64)).to(target.device)
-        terms["lip"] = vertex_mse(output.vertices[:, :, lips], target[:, :, lips], mask)
+        terms["lip"] = vertex_mse(output.vertices[:, :, lips], target[:, :, lips], mask) * inv_sq
     if weights.style > 0:
         if output.style_positive is None or output.style_negative is None or output.style_anchor is None:
             raise ConfigError(

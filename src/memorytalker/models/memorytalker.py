@@ -5,10 +5,11 @@ Data flow for a batch (shapes: ``B`` clips, ``S`` samples, ``T`` mesh frames, ``
 
     audio (B, S) -> per-clip normalisation -> backbone -> CTC logits l (B, rT, M)
     f_txt = text_proj(l) (B, rT, D)                           text features (decoder cross-attention)
+    s = motion_scale                                          the motion unit (a buffer, data units)
     key route:   K = softmax(kappa l_t) (B, T, M); key_read = K @ (w * sg(Mem)) (B, T, D)
-    value route: f_m = E_m(v - tau) (B, T, D); V = softmax(kappa cos(sg(f_m), Mem)); value_read = V @ Mem
+    value route: f_m = E_m((v - tau) / s) (B, T, D); V = softmax(kappa cos(sg(f_m), Mem)); value_read = V @ Mem
     style:       f_s = E_s(log-mel(audio)) (B, M); w = sigmoid(f_s) * scale(f_s)   (stage 2)
-    decoder:     [f_txt_t ; key_read] -> fusion -> PPE -> aligned transformer -> tau + head (B, T, V, 3)
+    decoder:     [f_txt_t ; key_read] -> fusion -> PPE -> aligned transformer -> tau + s head (B, T, V, 3)
     teacher:     [f_txt_t ; f_m]      -> same decoder                               (stage 1, training)
 
 The no-memory ablation (``memory.enabled: false``) decodes ``f_txt`` alone. See docs/MODEL.md.
@@ -117,6 +118,9 @@ class MemoryTalker(nn.Module):
         if cfg.memory.enabled:
             self.memory = MotionMemory(self.slots, d, cfg.memory.kappa)
             self.motion_encoder = nn.Linear(3 * v, d)  # E_m
+        # The motion unit (``ModelConfig.motion_scale``): E_m reads displacements in it, the head writes them.
+        scale = 1.0 if cfg.motion_scale is None else float(cfg.motion_scale)
+        self.register_buffer("motion_scale", torch.tensor(scale, dtype=torch.float32))
         self.style: StyleEncoder | None = StyleEncoder(cfg.style, self.slots) if cfg.style.enabled else None
         dc = cfg.decoder
         self.decoder = MotionDecoder(
@@ -130,6 +134,12 @@ class MemoryTalker(nn.Module):
             window=dc.window,
             dropout=dc.dropout,
         )
+
+    def set_motion_scale(self, value: float) -> None:
+        """Set the motion unit (a training run that starts from scratch measures it on its data)."""
+        if not (value > 0 and torch.isfinite(torch.tensor(value))):
+            raise ConfigError(f"motion scale must be a positive finite number, got {value}")
+        self.motion_scale.fill_(float(value))
 
     # ------------------------------------------------------------------ groups
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -232,7 +242,7 @@ class MemoryTalker(nn.Module):
             style_weights = self.style.weights(f_s)
             out.update(style_logits=f_s, style_weights=style_weights, style_anchor=self.style.embed(f_s))
         if self.memory is None:
-            out["vertices"] = self.decoder(f_frame, f_txt, valid, templates)
+            out["vertices"] = self.decoder(f_frame, f_txt, valid, templates, self.motion_scale)
             return out
         key = self.memory.key_address(l_frame)  # (B, T, M)
         key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
@@ -245,16 +255,16 @@ class MemoryTalker(nn.Module):
             keep = (torch.rand(b, 1, 1, device=f_frame.device) >= p_drop).to(f_frame.dtype)
             f_frame_main, f_txt_main = f_frame * keep, f_txt * keep
         out["vertices"] = self.decoder(
-            torch.cat([f_frame_main, key_read], dim=-1), f_txt_main, valid, templates
+            torch.cat([f_frame_main, key_read], dim=-1), f_txt_main, valid, templates, self.motion_scale
         )
         if vertices is not None:
             disp = (vertices - templates.unsqueeze(1)).flatten(2) * valid.unsqueeze(-1).to(vertices.dtype)
-            f_m = self.motion_encoder(disp)  # (B, T, D)
+            f_m = self.motion_encoder(disp / self.motion_scale)  # (B, T, D)
             value = self.memory.value_address(f_m)
             out.update(motion_feat=f_m, value_address=value, value_read=self.memory.value_read(value))
             if teacher_forcing:
                 out["teacher_vertices"] = self.decoder(
-                    torch.cat([f_frame, f_m], dim=-1), f_txt, valid, templates
+                    torch.cat([f_frame, f_m], dim=-1), f_txt, valid, templates, self.motion_scale
                 )
         return out
 
