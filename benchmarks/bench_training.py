@@ -33,7 +33,7 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.models.losses import compute_losses
 from memorytalker.training.checkpoint import build_model
 from memorytalker.training.config import load_train_config
-from memorytalker.training.engine import _make_optimizer, select_trainable
+from memorytalker.training.engine import make_optimizer, select_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -99,7 +99,7 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
         )
     model = build_model(model_cfg, topology).to(device)
     _, params = select_trainable(model, cfg)
-    opt = _make_optimizer(cfg, params)
+    opt = make_optimizer(cfg, params, model.parameter_groups())
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, collate_fn=collate_batch, drop_last=True)
     batches = []
     while len(batches) < steps + warmup:

@@ -3,7 +3,8 @@
     .venv/bin/python scripts/results_table.py --data data/synthetic --split test "label=report.json" ...
 
 The baseline predicts every clip's neutral template for all frames (no motion at all): any model must beat
-it, and the distance to it shows how much of the motion a model captures.
+it, and the distance to it shows how much of the motion a model captures. The last column is the
+validation LVE of the scored checkpoint (what checkpoint selection saw), when the report records it.
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("reports", nargs="+", help="label=path of a memorytalker evaluate JSON")
     args = ap.parse_args()
-    rows = [("neutral template (no motion)", template_baseline(args.data, args.split))]
+    rows = [("neutral template (no motion)", template_baseline(args.data, args.split), None)]
     for item in args.reports:
         label, path = item.split("=", 1)
-        rows.append((label, json.loads(open(path).read())["pooled"]))
-    print("| model | " + " | ".join(c[1] for c in COLUMNS) + " |")
-    print("|---|" + "---|" * len(COLUMNS))
-    for label, pooled in rows:
+        report = json.loads(open(path).read())
+        val = (report.get("checkpoint") or {}).get("val_metrics", {}).get("lve")
+        rows.append((label, report["pooled"], val))
+    print("| model | " + " | ".join(c[1] for c in COLUMNS) + " | val LVE [×1e-5 m²] |")
+    print("|---|" + "---|" * (len(COLUMNS) + 1))
+    for label, pooled, val in rows:
         cells = [f"{pooled[key] * scale:.3f}" for key, _, scale in COLUMNS]
+        cells.append("" if val is None else f"{val * 1e5:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_model_common import tiny_topology
 from training_data import make_learnable_dataset
 
 from memorytalker.cli import main as cli_main
@@ -23,7 +24,7 @@ from memorytalker.training.checkpoint import (
     save_model_checkpoint,
 )
 from memorytalker.training.config import load_train_config
-from memorytalker.training.engine import batch_errors, lr_factor, train
+from memorytalker.training.engine import batch_errors, lr_factor, make_optimizer, select_trainable, train
 from memorytalker.training.sampler import ResumableDistributedSampler
 
 DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
@@ -85,6 +86,20 @@ def test_stage1_stage2_resume_through_cli(two_stage, data_root, capsys):
     assert cli_main(["train", "--resume", *common, "optim.max_epochs=3"]) == 0
     c3 = read_checkpoint(s2 / "last.pt")
     assert c3["epoch"] == 3 and c3["step"] == c2["step"] + c2["step"] // 2
+
+
+def test_motion_unit_is_measured_on_the_training_split(two_stage, data_root):
+    from memorytalker.data import load_dataset
+
+    index = load_dataset(data_root)
+    clips = index.clips("train")
+    assert len(clips) <= 64  # all of them are measured
+    sq = [np.sum((index.load_vertices(c) - index.template(c.subject)[None]) ** 2, axis=-1) for c in clips]
+    expected = float(np.sqrt(np.mean(np.concatenate([x.ravel() for x in sq]))))
+    s1 = read_checkpoint(two_stage / "memorizing" / "best.pt")["model_state"]["motion_scale"]
+    s2 = read_checkpoint(two_stage / "animating" / "best.pt")["model_state"]["motion_scale"]
+    assert float(s1) == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(s1, s2)  # stage 2 keeps stage 1's unit
 
 
 def test_stage1_trains_all_but_style_and_stage2_only_style(two_stage):
@@ -393,3 +408,28 @@ def test_learning_rate_schedules():
         load_train_config(None, ["optim.schedule=linear"])
     with pytest.raises(ConfigError, match="min_lr_ratio"):
         load_train_config(None, ["optim.min_lr_ratio=2"])
+
+
+def test_per_group_learning_rates_and_their_errors():
+    cfg = load_train_config(DEBUG, ["stage.lr=0.001", "stage.lr_scale={memory: 20, head: 2}"])
+    model = build_model(cfg.effective_model, tiny_topology())
+    _, params = select_trainable(model, cfg)
+    groups = model.parameter_groups()
+    opt = make_optimizer(cfg, params, groups)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert len(lr_of) == len(params)  # every trainable parameter once
+    assert all(lr_of[id(p)] == pytest.approx(0.02) for p in groups["memory"])
+    assert all(lr_of[id(p)] == pytest.approx(0.002) for p in groups["head"])
+    assert all(lr_of[id(p)] == pytest.approx(0.001) for p in groups["decoder"])
+    # the scheduler's factor applies to every group alike
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    assert sorted(sched.get_last_lr()) == pytest.approx([0.0005, 0.001, 0.01])
+    with pytest.raises(ConfigError, match="unknown group"):
+        make_optimizer(load_train_config(DEBUG, ["stage.lr_scale={memroy: 2}"]), params, groups)
+    s2 = load_train_config(DEBUG, ["stage=animating", "stage.lr_scale={memory: 2}"])
+    m2 = build_model(s2.effective_model, tiny_topology())
+    _, p2 = select_trainable(m2, s2)
+    with pytest.raises(ConfigError, match="does not train"):
+        make_optimizer(s2, p2, m2.parameter_groups())
+    with pytest.raises(ConfigError, match="lr_scale values"):
+        load_train_config(DEBUG, ["stage.lr_scale={memory: 0}"])

@@ -92,6 +92,10 @@ class StageConfig:
         frozen: groups removed from ``trainable`` (e.g. ``["style"]`` in stage 1).
         loss: loss weights (``memorytalker.models.losses.LossWeights``).
         lr: learning rate (Adam).
+        lr_scale: per-group multipliers of ``lr`` (``{"memory": 20.0}``; groups not named use ``lr``). Adam
+            moves a parameter by about its learning rate per step, so a parameter whose values must travel
+            far (the memory tracks the motion encoder's features, which grow to ~5 per element) needs a
+            larger one to keep up (docs/RESULTS.md).
         init_from: checkpoint to start from (``{output_dir}`` is replaced by the run's output_dir); None =
             fresh initialisation. Loading is strict: every tensor of the loaded groups must be in the
             checkpoint with the same shape, and the checkpoint may hold nothing the model lacks.
@@ -110,6 +114,7 @@ class StageConfig:
     frozen: list[str] = field(default_factory=lambda: ["style"])
     loss: LossWeights = field(default_factory=LossWeights)
     lr: float = 1e-4
+    lr_scale: dict[str, float] = field(default_factory=dict)
     init_from: str | None = None
     init_exclude: list[str] = field(default_factory=list)
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -128,6 +133,11 @@ class StageConfig:
             raise ConfigError(f"stage {self.name!r}: stage.trainable is empty (nothing would train)")
         if not self.lr > 0:
             raise ConfigError(f"stage {self.name!r}: stage.lr must be positive, got {self.lr}")
+        bad = {k: v for k, v in self.lr_scale.items() if not (isinstance(v, (int, float)) and v > 0)}
+        if bad:
+            raise ConfigError(
+                f"stage {self.name!r}: stage.lr_scale values must be positive numbers, got {bad}"
+            )
         if self.loss.style > 0 and not self.triplets:
             raise ConfigError(
                 f"stage {self.name!r}: loss.style > 0 needs triplet sampling (set stage.triplets=true)"

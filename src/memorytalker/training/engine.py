@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import yaml
 
-from memorytalker.errors import CheckpointError, ConfigError
+from memorytalker.errors import CheckpointError, ConfigError, DatasetError
 from memorytalker.training.checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_save,
@@ -154,10 +154,36 @@ def select_trainable(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[str
     return sorted(chosen), trainable
 
 
-def _make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    o = cfg.optim
+def make_optimizer(
+    cfg: TrainConfig, params: list[torch.nn.Parameter], groups: dict[str, list[torch.nn.Parameter]]
+) -> torch.optim.Optimizer:
+    """Adam(W) over ``params`` at ``stage.lr``; the groups named in ``stage.lr_scale`` get their own
+    parameter group at ``lr * scale`` (the scheduler's factor applies to every group alike).
+
+    Raises:
+        ConfigError: ``lr_scale`` names a group that does not exist or has nothing to train.
+    """
+    o, stage = cfg.optim, cfg.stage
+    unknown = sorted(set(stage.lr_scale) - set(groups))
+    if unknown:
+        raise ConfigError(f"stage {stage.name!r}: stage.lr_scale names unknown group(s) {unknown}")
+    trainable = {id(p) for p in params}
+    scaled: dict[int, float] = {}
+    for gname, scale in stage.lr_scale.items():
+        ids = [id(p) for p in groups[gname] if id(p) in trainable]
+        if not ids:
+            raise ConfigError(
+                f"stage {stage.name!r}: stage.lr_scale names group {gname!r}, which does not train"
+            )
+        scaled.update((i, float(scale)) for i in ids)
+    param_groups = [{"params": [p for p in params if id(p) not in scaled], "lr": stage.lr}]
+    for scale in sorted(set(scaled.values())):
+        param_groups.append(
+            {"params": [p for p in params if scaled.get(id(p)) == scale], "lr": stage.lr * scale}
+        )
+    param_groups = [g for g in param_groups if g["params"]]
     cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.stage.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return cls(param_groups, lr=stage.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
 
 def lr_factor(step: int, warmup: int, total: int | None, schedule: str, min_ratio: float) -> float:
@@ -246,7 +272,7 @@ def validate(
                 pred = raw.predict(
                     batch.audio, batch.audio_lengths, batch.templates, num_frames=batch.frame_lengths
                 )
-            losses = compute_losses(out, batch, weights, topology)
+            losses = compute_losses(out, batch, weights, topology, getattr(raw, "motion_scale", 1.0))
             for k, v in batch_errors(pred.float(), batch.vertices, batch.frame_mask, lips).items():
                 totals[k] += v
             loss_sum += losses["total"].detach().double() * len(batch)
@@ -276,6 +302,27 @@ class _Printer:
             from tqdm.auto import tqdm
 
             tqdm.write(text)
+
+
+def measure_motion_scale(index: Any, split: str, max_clips: int = 64) -> float:
+    """The RMS vertex displacement from the subject's template over (up to ``max_clips`` evenly spaced)
+    clips of ``split``, in the data's units: the model's motion unit (``ModelConfig.motion_scale``)."""
+    clips = index.clips(split)
+    if not clips:
+        raise DatasetError(f"split {split!r} has no clips to measure the motion unit on")
+    clips = clips[:: max(1, math.ceil(len(clips) / max_clips))]
+    total, count = 0.0, 0
+    for rec in clips:
+        disp = index.load_vertices(rec).astype(np.float64) - index.template(rec.subject)[None]
+        total += float(np.sum(disp**2))
+        count += disp.shape[0] * disp.shape[1]
+    scale = math.sqrt(total / max(count, 1))
+    if not scale > 0:
+        raise DatasetError(
+            f"split {split!r}: the vertices never move from their templates (RMS displacement {scale}); "
+            "there is no motion to learn"
+        )
+    return scale
 
 
 def train(
@@ -361,6 +408,15 @@ def train(
         )
         init_report = str(report)
         say(init_report)
+    if not cfg.resume and cfg.init_path is None:
+        if cfg.effective_model.motion_scale is None:
+            model.set_motion_scale(measure_motion_scale(index, cfg.data.train_split))
+            say(
+                f"motion unit measured on split {cfg.data.train_split!r}: "
+                f"{float(model.motion_scale):.6g} {index.units} (RMS vertex displacement)"
+            )
+    elif not cfg.resume:
+        say(f"motion unit from {cfg.init_path}: {float(model.motion_scale):.6g} {index.units}")
     group_names, params = select_trainable(model, cfg)
     n_train = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in model.parameters())
@@ -369,7 +425,7 @@ def train(
         f"({n_train:,} of {n_total:,} parameters) on {fabric.world_size} process(es), {fabric.device}, "
         f"precision {precision}; run folder {run_dir}"
     )
-    optimizer = _make_optimizer(cfg, params)
+    optimizer = make_optimizer(cfg, params, model.parameter_groups())
     raw_model = model
     model, optimizer = fabric.setup(model, optimizer)
     lips = torch.as_tensor(np.array(topology.lips), dtype=torch.long, device=fabric.device)
@@ -521,7 +577,7 @@ def train(
             boundary = (micro + 1) % accum == 0 or micro + 1 == micro_per_epoch
             with fabric.no_backward_sync(model, enabled=not boundary):
                 out = model(batch, teacher_forcing=cfg.stage.teacher_forcing)
-                losses = compute_losses(out, batch, weights, topology)
+                losses = compute_losses(out, batch, weights, topology, raw_model.motion_scale)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise FloatingPointError(

@@ -1,0 +1,84 @@
+"""Do the stage-2 slot weights follow the speaker? Compare them with the synthetic corpus' hidden style.
+
+    .venv/bin/python scripts/style_weights.py --data data/synthetic [--splits val test] LABEL=CKPT [...]
+
+The synthetic corpus draws each speaker's articulation amplitude from audible voice properties (louder and
+slower voices open wider) plus an inaudible residual, and records it in ``speakers.json`` (``style.amplitude``
+scales the jaw, ``style.lip_amplitude`` the lip shapes; docs/DATA.md). A model never sees these numbers.
+
+Per checkpoint and speaker of the chosen (unseen) splits, the *effective slot weight*: the style weights
+``w`` averaged with the key address, ``mean_t sum_i K[t, i] w[i]`` (the factor by which the retrieved motion
+is scaled, on average), as the mean over the speaker's clips and its spread (standard deviation) across
+clips. The last row gives the Pearson correlation over speakers between the log effective weight and the
+log hidden amplitude: near 1 = the style encoder scales each unseen voice's motion like its true style.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from memorytalker.data import load_dataset
+from memorytalker.models.mel import normalize_waveform
+from memorytalker.training.checkpoint import load_model
+
+
+def effective_weights(model, index, recs) -> dict[str, list[float]]:
+    """Per speaker: the effective slot weight of each clip."""
+    out: dict[str, list[float]] = {}
+    with torch.inference_mode():
+        for rec in recs:
+            audio = torch.from_numpy(index.load_audio(rec))[None]
+            lengths = torch.tensor([audio.shape[1]])
+            t = int(model.frames_for(lengths)[0])
+            logits = model.text_logits(normalize_waveform(audio, lengths), lengths, torch.tensor([t]), t)
+            if model.text_rate > 1:
+                logits = logits.view(1, t, model.text_rate, -1).mean(2)
+            key = model.memory.key_address(logits)[0]  # (T, M)
+            w = model.style.weights(model.style_logits(audio, lengths))[0]  # (M,)
+            out.setdefault(rec.subject, []).append(float((key @ w).mean()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="LABEL=CHECKPOINT of stage-2 models")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--splits", nargs="+", default=["val", "test"])
+    args = ap.parse_args()
+    index = load_dataset(args.data)
+    speakers = json.loads((Path(args.data) / "speakers.json").read_text())
+    recs = [r for s in args.splits for r in index.clips(s)]
+    subjects = sorted({r.subject for r in recs})
+    labels, results = [], []
+    for spec in args.runs:
+        label, sep, ckpt = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"expected LABEL=CHECKPOINT, got {spec!r}")
+        model, _, _ = load_model(ckpt)
+        if model.style is None or model.memory is None:
+            raise SystemExit(f"{ckpt}: not a stage-2 model (no style encoder or no memory)")
+        labels.append(label)
+        results.append(effective_weights(model, index, recs))
+    head = " | ".join(f"{lab}: weight (spread)" for lab in labels)
+    print(f"| speaker | split | hidden amplitude (jaw / lips) | {head} |")
+    print("|---|---|---|" + "---|" * len(labels))
+    split_of = {r.subject: s for s in args.splits for r in index.clips(s)}
+    for s in subjects:
+        st = speakers[s]["style"]
+        cells = " | ".join(f"{np.mean(res[s]):.2f} ({np.std(res[s]):.2f})" for res in results)
+        print(f"| {s} | {split_of[s]} | {st['amplitude']:.2f} / {st['lip_amplitude']:.2f} | {cells} |")
+    amp = np.log([speakers[s]["style"]["amplitude"] for s in subjects])
+    corr = []
+    for res in results:
+        w = np.array([np.mean(res[s]) for s in subjects])
+        corr.append(f"{np.corrcoef(np.log(np.clip(w, 1e-6, None)), amp)[0, 1]:.2f}")
+    print(f"| correlation (log, over speakers) | | | {' | '.join(corr)} |")
+
+
+if __name__ == "__main__":
+    main()
