@@ -5,8 +5,10 @@
 ``PRED_DIR`` holds ``<clip>.npy`` (T, V, 3) predictions (``memorytalker evaluate --pred-dir``). A clip's
 *lip amplitude* is the RMS over frames and lip vertices of the displacement from the clip's own mean lip
 shape (articulation only: a constant offset of the mouth does not count). Per speaker, the mean over clips;
-the table gives the ground truth in mm and each model's ratio prediction / ground truth, and the mean of
-``|log ratio|`` over speakers (0 = every speaker's amplitude right).
+the table gives the ground truth in mm and each model's ratio prediction / ground truth, the mean of
+``|log ratio|`` over speakers (0 = every speaker's amplitude right) and the standard deviation of
+``log ratio`` over speakers (0 = the speakers' amplitudes right *relative to each other*, whatever the
+model's overall level: the part of the error a per-speaker style can fix).
 """
 
 from __future__ import annotations
@@ -50,10 +52,15 @@ def main() -> None:
         cells = []
         for label, _ in runs:
             ratio = float(np.mean(pred[label][s])) / g
-            logs[label].append(abs(np.log(ratio)))
+            logs[label].append(float(np.log(ratio)))
             cells.append(f"{ratio:.2f}")
         print(f"| {s} | {g * 1e3:.2f} | " + " | ".join(cells) + " |")
-    print("| mean abs log ratio | | " + " | ".join(f"{np.mean(logs[label]):.3f}" for label, _ in runs) + " |")
+    print(
+        "| mean abs log ratio | | "
+        + " | ".join(f"{np.mean(np.abs(logs[label])):.3f}" for label, _ in runs)
+        + " |"
+    )
+    print("| std of log ratio | | " + " | ".join(f"{np.std(logs[label]):.3f}" for label, _ in runs) + " |")
 
 
 if __name__ == "__main__":

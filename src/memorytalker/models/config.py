@@ -121,8 +121,9 @@ class MemoryConfig:
         teacher_forcing: run the teacher-forced decoder pass (ground-truth motion feature) in training.
         text_dropout: in training, the probability that a clip's main decoder pass gets no text features
             (fusion input and cross-attention zeroed), only the memory read: the decoder must learn to
-            decode motion from the retrieved memory, which stage 2 stylises. 0 = the paper's model (whose
-            decoder can ignore the memory read: docs/RESULTS.md). Never applied in eval mode.
+            decode motion from the retrieved memory, which stage 2 stylises. 0 = the paper's model. A
+            workaround from before the motion unit and per-group learning rates made the decoder use the
+            memory (docs/RESULTS.md, "Before these fixes"). Never applied in eval mode.
         decode_from: ``text+memory`` (the paper's: the decoder gets the text features and the memory read)
             or ``memory`` (the text features never reach the decoder, in training and inference: all motion
             information passes through the memory, so stage 2's slot weights act on all of it).
