@@ -131,3 +131,31 @@ def test_ctc_loss_decreases_on_a_toy_batch():
         history.append(loss.detach().item())
     assert np.isfinite(history).all()
     assert history[-1] < 0.6 * history[0], history
+
+
+def test_training_signal_does_not_depend_on_the_data_units():
+    """Metres or millimetres: with the motion unit in the same units, every loss term and every gradient
+    is the same (in metres alone the vertex gradients were below Adam's epsilon: docs/RESULTS.md)."""
+    topo = tiny_topology()
+    batch_m = make_batch(topo, [0.5, 0.3])
+    batch_mm = dataclasses.replace(
+        batch_m, vertices=batch_m.vertices * 1000, templates=batch_m.templates * 1000
+    )
+    grads, losses = [], []
+    for batch, unit in ((batch_m, 0.003), (batch_mm, 3.0)):
+        torch.manual_seed(0)
+        model = MemoryTalker(tiny_config(), topo)
+        model.set_motion_scale(unit)
+        with torch.no_grad():  # a head that moves the face, so every route carries gradient
+            model.decoder.head.weight.normal_(0.0, 0.1)
+        out = model(batch)
+        terms = compute_losses(out, batch, LossWeights(lip=0.5), topo, unit=model.motion_scale)
+        terms["total"].backward()
+        losses.append({k: float(v.detach()) for k, v in terms.items()})
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert losses[0].keys() == losses[1].keys()
+    for k in losses[0]:
+        assert losses[1][k] == pytest.approx(losses[0][k], rel=1e-4), k
+    assert grads[0].keys() == grads[1].keys() and any("motion_encoder" in n for n in grads[0])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-3, atol=1e-6, msg=n)
