@@ -40,9 +40,7 @@ def memory_features(model, audio: torch.Tensor, vertices: torch.Tensor, template
     lengths = torch.tensor([audio.shape[1]])
     t = vertices.shape[1]
     logits = model.text_logits(normalize_waveform(audio, lengths), lengths, torch.tensor([t]), t)
-    if model.text_rate > 1:
-        logits = logits.view(1, t, model.text_rate, -1).mean(2)
-    key = model.memory.key_read(model.memory.key_address(logits))
+    key = model.memory.key_read(model.memory.key_address(model.frame_logits(logits, t)))
     f_m = model.motion_encoder((vertices - template[:, None]).flatten(2) / model.motion_scale)
     value = model.memory.value_read(model.memory.value_address(f_m))
     return {

@@ -13,6 +13,7 @@ import argparse
 import json
 
 import numpy as np
+from labelled import label_path
 
 from memorytalker.data import load_dataset
 from memorytalker.evaluation import evaluate_predictions
@@ -43,12 +44,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("reports", nargs="+", help="label=path of a memorytalker evaluate JSON")
+    ap.add_argument("reports", nargs="+", type=label_path, help="label=path of a memorytalker evaluate JSON")
     args = ap.parse_args()
     rows = [("neutral template (no motion)", template_baseline(args.data, args.split), None)]
-    for item in args.reports:
-        label, path = item.split("=", 1)
-        report = json.loads(open(path).read())
+    for label, path in args.reports:
+        report = json.loads(path.read_text())
         val = (report.get("checkpoint") or {}).get("val_metrics", {}).get("lve")
         rows.append((label, report["pooled"], val))
     print("| model | " + " | ".join(c[1] for c in COLUMNS) + " | val LVE [×1e-5 m²] |")

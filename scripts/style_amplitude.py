@@ -14,9 +14,9 @@ model's overall level: the part of the error a per-speaker style can fix).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from labelled import label_path
 
 from memorytalker.data import load_dataset
 
@@ -31,11 +31,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("preds", nargs="+", help="label=prediction folder")
+    ap.add_argument("preds", nargs="+", type=label_path, help="label=prediction folder")
     args = ap.parse_args()
     index = load_dataset(args.data)
     lips = np.asarray(index.topology.lips)
-    runs = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.preds]
+    runs = args.preds
     gt: dict[str, list[float]] = {}
     pred: dict[str, dict[str, list[float]]] = {label: {} for label, _ in runs}
     for rec in index.clips(args.split):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from labelled import label_path
 
 from memorytalker.data import load_dataset
 from memorytalker.models.mel import normalize_waveform
@@ -36,9 +37,7 @@ def effective_weights(model, index, recs) -> dict[str, list[float]]:
             lengths = torch.tensor([audio.shape[1]])
             t = int(model.frames_for(lengths)[0])
             logits = model.text_logits(normalize_waveform(audio, lengths), lengths, torch.tensor([t]), t)
-            if model.text_rate > 1:
-                logits = logits.view(1, t, model.text_rate, -1).mean(2)
-            key = model.memory.key_address(logits)[0]  # (T, M)
+            key = model.memory.key_address(model.frame_logits(logits, t))[0]  # (T, M)
             w = model.style.weights(model.style_logits(audio, lengths))[0]  # (M,)
             out.setdefault(rec.subject, []).append(float((key @ w).mean()))
     return out
@@ -46,7 +45,7 @@ def effective_weights(model, index, recs) -> dict[str, list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="LABEL=CHECKPOINT of stage-2 models")
+    ap.add_argument("runs", nargs="+", type=label_path, help="LABEL=CHECKPOINT of stage-2 models")
     ap.add_argument("--data", required=True)
     ap.add_argument("--splits", nargs="+", default=["val", "test"])
     args = ap.parse_args()
@@ -55,10 +54,7 @@ def main() -> None:
     recs = [r for s in args.splits for r in index.clips(s)]
     subjects = sorted({r.subject for r in recs})
     labels, results = [], []
-    for spec in args.runs:
-        label, sep, ckpt = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"expected LABEL=CHECKPOINT, got {spec!r}")
+    for label, ckpt in args.runs:
         model, _, _ = load_model(ckpt)
         if model.style is None or model.memory is None:
             raise SystemExit(f"{ckpt}: not a stage-2 model (no style encoder or no memory)")

@@ -207,6 +207,13 @@ class MemoryTalker(nn.Module):
                 out[b, f0:f1] = logits[0, f0 - s0 : f1 - s0]
         return out
 
+    def frame_logits(self, logits: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Text-frame CTC logits ``(B, r T, M)`` -> one per mesh frame ``(B, T, M)`` (the mean of each
+        frame's ``r`` text frames): what the key route addresses the memory with."""
+        if self.text_rate == 1:
+            return logits
+        return logits.view(logits.shape[0], num_frames, self.text_rate, -1).mean(2)
+
     def style_logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (the encoder normalises it per ``style.level``)."""
         if self.style is None:
@@ -230,11 +237,8 @@ class MemoryTalker(nn.Module):
         valid = lengths_to_mask(frame_lengths, num_frames)
         logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
         f_txt = self.text_proj(logits)  # (B, rT, D)
-        if r == 1:
-            l_frame, f_frame = logits, f_txt
-        else:
-            l_frame = logits.view(b, num_frames, r, -1).mean(2)
-            f_frame = self.text_proj(l_frame)
+        l_frame = self.frame_logits(logits, num_frames)  # (B, T, M)
+        f_frame = f_txt if r == 1 else self.text_proj(l_frame)
         out: dict[str, Any] = {"frame_mask": valid, "ctc_logits": logits, "ctc_lengths": frame_lengths * r}
         style_weights = None
         if self.style is not None:

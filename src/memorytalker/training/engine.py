@@ -272,7 +272,7 @@ def validate(
                 pred = raw.predict(
                     batch.audio, batch.audio_lengths, batch.templates, num_frames=batch.frame_lengths
                 )
-            losses = compute_losses(out, batch, weights, topology, getattr(raw, "motion_scale", 1.0))
+            losses = compute_losses(out, batch, weights, topology, raw.motion_scale)
             for k, v in batch_errors(pred.float(), batch.vertices, batch.frame_mask, lips).items():
                 totals[k] += v
             loss_sum += losses["total"].detach().double() * len(batch)
