@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def main() -> None:
-    from memorytalker.data.synth.corpus import generate_corpus
-    from memorytalker.data.synth.tts import synthesize_utterance
+    from memorytalker.synth.corpus import generate_corpus
+    from memorytalker.synth.tts import synthesize_utterance
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--speakers", type=int, default=12)

@@ -82,7 +82,7 @@ def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -
 
 def build_example(dst: Path, text: str, voice: str) -> dict:
     from memorytalker.data.audio import SAMPLE_RATE, write_wav
-    from memorytalker.data.synth.tts import synthesize
+    from memorytalker.synth.tts import synthesize
 
     audio, phonemes = synthesize(text, voice, seed=0)
     write_wav(dst, audio)

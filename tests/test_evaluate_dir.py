@@ -12,8 +12,8 @@ import soundfile as sf
 import yaml
 
 from memorytalker.cli import main
-from memorytalker.evaluation import evaluate_dir
-from memorytalker.metrics import MetricError, clip_metrics
+from memorytalker.evaluation.metrics import MetricError, clip_metrics
+from memorytalker.evaluation.report import evaluate_dir
 from memorytalker.topology import FaceTopology
 
 V = 12

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from memorytalker.errors import MemoryTalkerError
-from memorytalker.metrics import (
+from memorytalker.evaluation.metrics import (
     MetricError,
     as_vertex_sequence,
     clip_metrics,

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memorytalker.evaluation import (
+from memorytalker.evaluation.metrics import MetricError, fdd, fve, ldtw, lip_max, lve
+from memorytalker.evaluation.report import (
     DEFINITIONS_VERSION,
     ClipResult,
     build_report,
@@ -22,7 +23,6 @@ from memorytalker.evaluation import (
     per_subject,
     reduce_results,
 )
-from memorytalker.metrics import MetricError, fdd, fve, ldtw, lip_max, lve
 from memorytalker.topology import FaceTopology
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -12,17 +12,17 @@ import pytest
 import soundfile as sf
 
 from memorytalker.data.phonemes import ARPABET, SILENCE
-from memorytalker.data.synth import tts
-from memorytalker.data.synth.articulation import (
+from memorytalker.errors import MemoryTalkerError, TopologyError
+from memorytalker.synth import tts
+from memorytalker.synth.articulation import (
     BILABIALS,
     CLOSE_VOWELS,
     OPEN_VOWELS,
     articulator_tracks,
     build_rig,
 )
-from memorytalker.data.synth.phonesets import PhoneSetError, cmu_to_arpabet, ipa_to_arpabet
-from memorytalker.data.synth.sentences import sentence_pool
-from memorytalker.errors import MemoryTalkerError, TopologyError
+from memorytalker.synth.phonesets import PhoneSetError, cmu_to_arpabet, ipa_to_arpabet
+from memorytalker.synth.sentences import sentence_pool
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALL_ENGINES = ("piper", "flite", "festival", "espeak")
@@ -38,7 +38,7 @@ def need(*engines: str) -> None:
 def corpus(tmp_path_factory) -> Path:
     """3 speakers x 2 sentences (piper, flite, festival voices), one worker."""
     need("piper", "flite", "festival")
-    from memorytalker.data.synth.corpus import generate_corpus
+    from memorytalker.synth.corpus import generate_corpus
 
     out = tmp_path_factory.mktemp("synth") / "corpus"
     generate_corpus(out, num_speakers=3, num_sentences=2, seed=7, workers=1, progress=False)
@@ -130,7 +130,7 @@ def test_deterministic_across_worker_counts_via_cli(corpus, tmp_path):
         assert (out / "wav" / wav).read_bytes() == (corpus / "wav" / wav).read_bytes()
     # an existing corpus is never overwritten by accident
     with pytest.raises(MemoryTalkerError, match="not empty"):
-        from memorytalker.data.synth.corpus import generate_corpus
+        from memorytalker.synth.corpus import generate_corpus
 
         generate_corpus(out, 3, 1, seed=8, progress=False)
 
@@ -190,10 +190,10 @@ def test_closure_is_forced_on_every_bilabial_frame():
 
 def test_louder_speaker_opens_wider_on_the_same_sentence():
     need("espeak")
-    from memorytalker.data.synth.corpus import SpeakerPlan, make_clip
-    from memorytalker.data.synth.head import make_head
-    from memorytalker.data.synth.style import make_style
-    from memorytalker.data.synth.voices import VoiceSpec
+    from memorytalker.synth.corpus import SpeakerPlan, make_clip
+    from memorytalker.synth.head import make_head
+    from memorytalker.synth.style import make_style
+    from memorytalker.synth.voices import VoiceSpec
 
     v, f, r = make_head()
     rig = build_rig(v, f, r)
@@ -219,7 +219,7 @@ def test_speakers_mean_pitch_differs(corpus):
 
 def test_pitch_setting_moves_measured_pitch():
     need("espeak")
-    from memorytalker.data.synth.prosody import frame_features
+    from memorytalker.synth.prosody import frame_features
 
     f0 = {}
     for st in (-5.0, 5.0):
@@ -233,7 +233,7 @@ def test_pitch_setting_moves_measured_pitch():
 
 # ---------------------------------------------------------------------------------------------- mesh
 def test_head_regions_and_mouth():
-    from memorytalker.data.synth.head import HeadShape, head_topology, make_head
+    from memorytalker.synth.head import HeadShape, head_topology, make_head
 
     topo = head_topology()
     assert 2000 <= topo.num_vertices <= 4000
@@ -255,7 +255,7 @@ def test_head_regions_and_mouth():
 
 
 def test_rig_needs_a_mouth_opening():
-    from memorytalker.data.synth.head import make_head
+    from memorytalker.synth.head import make_head
 
     v, f, r = make_head()
     with pytest.raises(TopologyError, match="lips"):
@@ -276,7 +276,7 @@ def test_flame_template_corpus(tmp_path):
             pytest.skip(f"reference file {p} is absent (../shared/data is not part of the repository)")
     need("piper", "flite", "festival")
     from memorytalker.data import check_dataset, load_dataset
-    from memorytalker.data.synth.corpus import generate_corpus
+    from memorytalker.synth.corpus import generate_corpus
 
     out = tmp_path / "flame"
     with pytest.warns(UserWarning, match="duplicate"):  # FLAME's lips list 4 vertices twice
@@ -309,7 +309,7 @@ def test_sentence_pool_covers_every_phoneme():
 @pytest.mark.parametrize("engine", ALL_ENGINES)
 def test_every_engine_gives_arpabet_timings(engine):
     need(engine)
-    from memorytalker.data.synth.voices import ENGINES
+    from memorytalker.synth.voices import ENGINES
 
     voice = f"{engine}:{next(iter(ENGINES[engine]))}"
     utt = tts.synthesize_utterance("Joyce measured the thin yellow rope by the oak.", voice, seed=3)
@@ -341,7 +341,7 @@ def test_missing_engine_names_the_package(monkeypatch):
 
 
 def test_bad_voice_and_phone_errors():
-    from memorytalker.data.synth.voices import VoiceError, VoiceSpec
+    from memorytalker.synth.voices import VoiceError, VoiceSpec
 
     with pytest.raises(VoiceError, match="unknown TTS engine"):
         VoiceSpec.parse("mbrola:us1")

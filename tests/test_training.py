@@ -322,7 +322,7 @@ def test_batch_errors_match_naive_definitions():
 
 
 def test_validation_metrics_match_metrics_module(two_stage, data_root):
-    metrics = pytest.importorskip("memorytalker.metrics")
+    metrics = pytest.importorskip("memorytalker.evaluation.metrics")
     from memorytalker.data import load_dataset
 
     ckpt = read_checkpoint(two_stage / "memorizing" / "best.pt")

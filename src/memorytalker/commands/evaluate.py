@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from memorytalker.evaluation import format_report
-    from memorytalker.training.evaluate import evaluate_checkpoint
+    from memorytalker.evaluation.checkpoint import evaluate_checkpoint
+    from memorytalker.evaluation.report import format_report
 
     report = evaluate_checkpoint(
         args.checkpoint,

@@ -39,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from memorytalker.evaluation import evaluate_dir, format_report, summary_notes
+    from memorytalker.evaluation.report import evaluate_dir, format_report, summary_notes
 
     report = evaluate_dir(
         args.pred_dir,

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from memorytalker.data.synth.corpus import generate_corpus
+    from memorytalker.synth.corpus import generate_corpus
 
     workers = args.workers if args.workers is not None else max(1, len(os.sched_getaffinity(0)))
     summary = generate_corpus(

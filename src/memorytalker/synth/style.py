@@ -1,6 +1,6 @@
 """Speaking style per speaker, tied to what you can hear in the voice (docs/DATA.md).
 
-Audible links (deterministic functions of the :class:`~memorytalker.data.synth.voices.VoiceSpec`):
+Audible links (deterministic functions of the :class:`~memorytalker.synth.voices.VoiceSpec`):
 
 * **loudness -> amplitude**: ``amplitude ∝ 10^(gain_db / 40)`` - every +10 dB opens the jaw and lips
   ~1.8x wider (louder speakers open wider);
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from memorytalker.data.synth.voices import VoiceSpec
+from memorytalker.synth.voices import VoiceSpec
 
 #: Pitch norms (Hz) the brow gain is relative to.
 SEX_F0 = {"m": 110.0, "f": 185.0}

