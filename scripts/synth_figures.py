@@ -78,28 +78,31 @@ def lips_figure(path: Path, voice: str = "piper:joe") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from memorytalker.data.audio import SAMPLE_RATE
     from memorytalker.data.phonemes import SILENCE
-    from memorytalker.synth.articulation import BILABIALS, OPEN_VOWELS, build_rig, lip_opening
+    from memorytalker.synth.articulation import BILABIALS, OPEN_VOWELS, build_rig
     from memorytalker.synth.corpus import SpeakerPlan, make_clip
-    from memorytalker.synth.head import make_head
+    from memorytalker.synth.head import head_topology, make_head
     from memorytalker.synth.style import make_style
     from memorytalker.synth.voices import VoiceSpec
+    from memorytalker.topology import inner_lip_gap
 
     v, f, r = make_head()
     rig = build_rig(v, f, r)
     spec = VoiceSpec.parse(voice)
-    plan = SpeakerPlan("demo", 0, spec, make_style(spec, np.random.default_rng(0)), v, rig, {}, "train")
+    topo = head_topology()
+    style = make_style(spec, np.random.default_rng(0))
+    plan = SpeakerPlan("demo", 0, spec, style, v, rig, {}, "train", topo)
     text = "Mom bought a bamboo broom and a bulb for the lamp."
     audio, verts, align, _ = make_clip(plan, 1, 0, text, seed=0)
-    up, lo = rig.midline(rig.upper_edge), rig.midline(rig.lower_edge)
-    o = (lip_opening(verts, up, lo) - lip_opening(v[None], up, lo)[0]) * 1000
+    o = inner_lip_gap(verts, topo) * 1000
     t = np.arange(len(o)) / 30.0
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [1, 3]})
-    ts = np.arange(len(audio)) / 16000
+    ts = np.arange(len(audio)) / SAMPLE_RATE
     a0.plot(ts, audio, lw=0.4, color="0.3")
     a0.set_yticks([])
     a0.set_title(f"{text}  ({voice})", fontsize=10)
-    a1.plot(t, o, "o-", ms=2.5, lw=1.2, color="C0", label="lip opening (mm)")
+    a1.plot(t, o, "o-", ms=2.5, lw=1.2, color="C0", label="inner lip gap (mm)")
     for p in align["phonemes"]:
         if p["phone"] == SILENCE:
             continue
@@ -107,7 +110,7 @@ def lips_figure(path: Path, voice: str = "piper:joe") -> None:
         a1.axvspan(p["start"], p["end"], color=color, alpha=0.25 if color != "0.85" else 0.15, lw=0)
         a1.text((p["start"] + p["end"]) / 2, o.max() * 1.04, p["phone"], ha="center", fontsize=7)
     a1.set_xlabel("time (s)")
-    a1.set_ylabel("lip opening (mm)")
+    a1.set_ylabel("inner lip gap (mm)")
     a1.set_ylim(-1, o.max() * 1.12)
     a1.text(0.01, 0.9, "red: p/b/m (lips closed)   green: open vowels", transform=a1.transAxes, fontsize=8)
     fig.savefig(path, dpi=80, bbox_inches="tight")

@@ -7,14 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_file
 from training_data import make_learnable_dataset
 
 from memorytalker.cli import main as cli_main
 from memorytalker.data import load_dataset
-from memorytalker.errors import TopologyError
-from memorytalker.topology import FaceTopology
-from memorytalker.training.lips import lip_opening, lip_opening_vertices
 
 DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
 
@@ -80,35 +76,3 @@ def test_evaluate_errors(trained, tmp_path, capsys):
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(other),
                      "--out", str(tmp_path / "y.json"), "--no-progress"]) == 2  # fmt: skip
     assert "vertices" in capsys.readouterr().err
-
-
-def test_lip_opening_vertices_on_a_grid_and_the_curve():
-    # 3 x 3 grid, y up; lips = bottom two rows' middle column; upper face = top row
-    verts = np.array([[x, y, 0.0] for y in (2.0, 1.0, 0.0) for x in (-1.0, 0.0, 1.0)])
-    topo = FaceTopology(
-        "g", verts, np.zeros((0, 3)), 30, {"lips": [3, 4, 5, 6, 7, 8], "upper_face": [0, 1, 2]}
-    )
-    assert lip_opening_vertices(topo) == (4, 7)
-    # flipped up axis (upper face below the mouth in y): the roles swap
-    flipped = FaceTopology("f", verts * [1, -1, 1], np.zeros((0, 3)), 30, topo.regions)
-    assert lip_opening_vertices(flipped) == (4, 7)
-    seq = np.repeat(verts[None], 4, 0)
-    seq[:, 7, 1] -= np.array([0.0, 0.5, 1.0, 0.25])
-    assert lip_opening(seq, 4, 7) == pytest.approx([1.0, 1.5, 2.0, 1.25])
-    flat = FaceTopology("flat", verts, np.zeros((0, 3)), 30, {"lips": [3, 4, 5], "upper_face": [1]})
-    with pytest.raises(TopologyError, match="upper from the lower lip"):
-        lip_opening_vertices(flat)
-
-
-def test_lip_opening_vertices_on_flame():
-    from memorytalker.topology import RegionDuplicatesWarning, vocaset_topology
-
-    mesh, masks = shared_file("flame", "FLAME_sample.ply"), shared_file("flame", "FLAME_masks.pkl")
-    with pytest.warns(RegionDuplicatesWarning):  # FLAME's lips list 4 vertices twice
-        topo = vocaset_topology(mesh, masks)
-    upper, lower = lip_opening_vertices(topo)
-    ref = topo.vertices
-    assert upper in topo.lips and lower in topo.lips
-    assert ref[upper, 1] > ref[lower, 1]  # FLAME is y-up
-    assert abs(ref[upper, 0]) < 0.01 and abs(ref[lower, 0]) < 0.01  # on the mid-line
-    assert 0.01 < np.linalg.norm(ref[upper] - ref[lower]) < 0.04  # 1-4 cm apart

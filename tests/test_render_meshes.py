@@ -47,10 +47,10 @@ def open_mouth(topo: FaceTopology, amount: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ tests
 def test_lip_opening_on_the_sphere_head_follows_the_lower_lip():
-    from memorytalker.render.plots import lip_opening, lip_opening_vertices
+    from memorytalker.topology import lip_opening
 
     topo = sphere_head()
-    upper, lower = lip_opening_vertices(topo)
+    upper, lower = topo.outer_lip_vertices
     assert upper in topo.lips and lower in topo.lips
     assert topo.vertices[upper, 1] > topo.vertices[lower, 1]  # upper is above lower (+y up)
     assert lower in topo.region("lower_lip")

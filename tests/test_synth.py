@@ -47,7 +47,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def _edges(index):
     topo = index.topology
-    up, lo = topo.region("upper_lip_edge"), topo.region("lower_lip_edge")
+    up, lo = topo.region("upper_lip_inner"), topo.region("lower_lip_inner")
     x = topo.vertices[:, 0]
     w = np.ptp(x[np.concatenate([up, lo])])
     return up[np.abs(x[up]) < 0.25 * w], lo[np.abs(x[lo]) < 0.25 * w]
@@ -191,18 +191,19 @@ def test_closure_is_forced_on_every_bilabial_frame():
 def test_louder_speaker_opens_wider_on_the_same_sentence():
     need("espeak")
     from memorytalker.synth.corpus import SpeakerPlan, make_clip
-    from memorytalker.synth.head import make_head
+    from memorytalker.synth.head import head_topology, make_head
     from memorytalker.synth.style import make_style
     from memorytalker.synth.voices import VoiceSpec
 
     v, f, r = make_head()
     rig = build_rig(v, f, r)
+    topology = head_topology()
     text = "Mom bought a bamboo broom and a bulb for the lamp."
     res = {}
     for name, gain in (("loud", 5.0), ("quiet", -9.0)):
         voice = VoiceSpec("espeak", "en-us+m1", gain_db=gain)
         style = make_style(voice, np.random.default_rng(0))  # same inaudible part
-        plan = SpeakerPlan(name, 0, voice, style, v, rig, {}, "train")
+        plan = SpeakerPlan(name, 0, voice, style, v, rig, {}, "train", topology)
         res[name] = make_clip(plan, 1, 0, text, seed=0)
     s_loud, s_quiet = res["loud"][3], res["quiet"][3]
     assert s_loud.rms_dbfs - s_quiet.rms_dbfs == pytest.approx(14.0, abs=1.0)  # audible

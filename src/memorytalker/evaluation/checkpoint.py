@@ -5,7 +5,7 @@ audio and its subject's neutral template; no speaker id, no reference motion; as
 ground truth), scores the five metrics (FVE, LVE, Lip-max, FDD, LDTW from :mod:`memorytalker.evaluation.metrics`)
 per clip, reduces them per subject and pooled with :mod:`memorytalker.evaluation`, writes the report as
 JSON, optionally the predictions (``<pred_dir>/<clip>.npy``, ``(T, V, 3)`` float32), and a PNG of predicted
-vs ground-truth lip opening (see :mod:`memorytalker.training.lips`) over time for a few clips.
+vs ground-truth lip opening (:func:`memorytalker.topology.lip_opening`) over time for a few clips.
 """
 
 from __future__ import annotations
@@ -55,38 +55,26 @@ def plot_lip_opening(
 
     Returns a summary: the two vertices used and, per clip, the Pearson correlation of the two curves.
     """
-    import matplotlib
+    from memorytalker.render.plots import plot_units, save_lip_plot
+    from memorytalker.topology import lip_opening
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from memorytalker.training.lips import lip_opening, lip_opening_vertices
-
-    upper, lower = lip_opening_vertices(topology)
-    scale, unit = (1000.0, "mm") if units == "m" else (1.0, units)
-    fig, axes = plt.subplots(len(clips), 1, figsize=(9, 2.3 * len(clips)), squeeze=False)
-    out: dict[str, Any] = {"upper_vertex": upper, "lower_vertex": lower, "units": unit, "clips": {}}
-    for ax, c in zip(axes[:, 0], clips):
+    upper, lower = topology.outer_lip_vertices
+    out: dict[str, Any] = {
+        "upper_vertex": upper,
+        "lower_vertex": lower,
+        "units": plot_units(units)[1],
+        "clips": {},
+    }
+    panels = []
+    for c in clips:
         t = min(len(c.pred), len(c.gt))
-        gt = lip_opening(c.gt[:t], upper, lower) * scale
-        pr = lip_opening(c.pred[:t], upper, lower) * scale
-        time = np.arange(t) / fps
+        gt = lip_opening(c.gt[:t], topology)
+        pr = lip_opening(c.pred[:t], topology)
         corr = float(np.corrcoef(gt, pr)[0, 1]) if t > 1 and gt.std() > 0 and pr.std() > 0 else float("nan")
         out["clips"][c.clip_id] = {"correlation": None if math.isnan(corr) else corr}
-        ax.plot(time, gt, color="black", lw=1.5, label="ground truth")
-        ax.plot(time, pr, color="tab:red", lw=1.2, label="prediction")
-        ax.set_title(f"{c.clip_id}   (Pearson r = {corr:.2f})", fontsize=9)
-        ax.set_ylabel(f"opening ({unit})")
-        ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("time (s)")
-    axes[0, 0].legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"lip opening: vertex {upper} (mid upper lip) to {lower} (mid lower lip)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    out["plot"] = str(path)
+        panels.append((f"{c.clip_id}   (Pearson r = {corr:.2f})", {"ground truth": gt, "prediction": pr}))
+    title = f"lip opening: vertex {upper} (mid upper lip) to {lower} (mid lower lip)"
+    out["plot"] = str(save_lip_plot(path, panels, fps, units=units, title=title))
     return out
 
 

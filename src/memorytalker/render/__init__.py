@@ -4,7 +4,7 @@
   truth, with a lip-opening plot); :func:`render_frames` yields the composed ``(H, W, 3)`` uint8 frames.
 * :func:`export_glb` - glTF 2.0 binary with PCA morph targets and animated weights (audio referenced);
   :func:`export_sequence` - one OBJ/PLY per frame; :func:`export_npy`.
-* :func:`lip_opening` / :func:`lip_opening_vertices` - the lip-opening curve shared with ``evaluate``.
+* :func:`save_lip_plot` - lip-opening curves as a PNG (the curves: :func:`memorytalker.topology.lip_opening`).
 * :class:`RenderError`, :class:`ExportError`.
 
 Names are imported lazily: importing this package does not load OpenGL, PyAV or matplotlib.
@@ -26,8 +26,6 @@ _LAZY = {
     "render_image": "memorytalker.render.gl",
     "Camera": "memorytalker.render.camera",
     "frame_vertices": "memorytalker.render.camera",
-    "lip_opening": "memorytalker.render.plots",
-    "lip_opening_vertices": "memorytalker.render.plots",
     "save_lip_plot": "memorytalker.render.plots",
     "export_glb": "memorytalker.render.export",
     "export_sequence": "memorytalker.render.export",

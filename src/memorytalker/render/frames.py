@@ -141,7 +141,8 @@ def render_frames(
 
     strip = cursor = None
     if lip_plot:
-        from memorytalker.render.plots import lip_opening, lip_plot_strip
+        from memorytalker.render.plots import lip_plot_strip
+        from memorytalker.topology import lip_opening
 
         curves = {"prediction": lip_opening(pred[pred_idx], topology)}
         if gt is not None:

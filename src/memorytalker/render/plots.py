@@ -1,56 +1,34 @@
-"""Lip opening: the curve, the two vertices it is measured between, and its plots.
+"""Lip-opening plots: the strip under a video and standalone PNGs (the project's one lip plotter).
 
-The two vertices (mid upper lip, mid lower lip) are derived geometrically from the topology's ``lips``
-and ``upper_face`` regions on its reference mesh - no index lists - by
-:func:`memorytalker.training.lips.lip_opening_vertices` (``evaluate`` uses the same function, so the
-video's curve and the evaluation report's curve are the same quantity). The opening is the Euclidean
-distance between the two vertices in every frame.
+The curves come from the topology's lip geometry (:func:`memorytalker.topology.lip_opening`, the same
+quantity ``evaluate`` reports). :func:`plot_units` is the one conversion from vertex units to the plotted
+unit (metres are plotted in millimetres).
 
 Two renderings: :func:`lip_plot_strip` is the strip drawn under a video (whole clip, with a moving time
-cursor drawn per frame by :func:`memorytalker.render.frames.render_frames`); :func:`save_lip_plot` writes a standalone PNG.
+cursor drawn per frame by :func:`memorytalker.render.frames.render_frames`); :func:`save_lip_plot` writes
+a PNG with one panel per entry (``evaluate`` draws one per clip).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from memorytalker.render.errors import RenderError
-from memorytalker.topology import FaceTopology
+#: One panel of :func:`save_lip_plot`: its title and ``{label: (T,) curve in vertex units}``.
+Panel = tuple[str, Mapping[str, np.ndarray]]
 
 
-def lip_opening_vertices(topology: FaceTopology) -> tuple[int, int]:
-    """``(mid_upper, mid_lower)`` lip vertex indices of ``topology`` (see the module docstring).
-
-    Raises:
-        TopologyError: a lips region too small or flat to tell the upper from the lower lip.
-    """
-    from memorytalker.training.lips import lip_opening_vertices as _choose
-
-    return _choose(topology)
-
-
-def lip_opening(vertices: np.ndarray, topology: FaceTopology) -> np.ndarray:
-    """``(T,)`` float64 lip opening of ``(T, V, 3)`` (or ``(T, V*3)``) vertices, in the mesh's units."""
-    v = np.asarray(vertices)
-    topology.check_vertices(v, "lip-opening vertices")
-    if v.ndim == 2:
-        v = v.reshape(v.shape[0], -1, 3)
-    if v.ndim != 3:
-        raise RenderError(f"lip opening needs (T, V, 3) vertices, got shape {v.shape}")
-    upper, lower = lip_opening_vertices(topology)
-    return np.linalg.norm(v[:, upper].astype(np.float64) - v[:, lower].astype(np.float64), axis=-1)
-
-
-def _unit_scale(units: str | None) -> tuple[float, str]:
+def plot_units(units: str | None) -> tuple[float, str]:
+    """``(scale, unit)``: plotted value = value in vertex ``units`` x scale (metres -> millimetres)."""
     if units == "m":
         return 1000.0, "mm"
     return 1.0, units or "mesh units"
 
 
 def _figure_curves(ax, curves: dict[str, np.ndarray], fps: float, units: str | None) -> None:
-    scale, unit = _unit_scale(units)
+    scale, unit = plot_units(units)
     colours = {"prediction": "tab:red", "ground truth": "black"}
     for name, curve in curves.items():
         t = np.arange(len(curve)) / fps
@@ -109,24 +87,32 @@ def lip_plot_strip(
 
 def save_lip_plot(
     path: str | Path,
-    curves: dict[str, np.ndarray],
+    panels: Sequence[Panel],
     fps: float,
     units: str | None = None,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG of lip-opening curves over time (``{"prediction": (T,), "ground truth": (T,)}``)."""
+    """Write a PNG of lip-opening curves over time, one panel per ``(title, curves)`` entry.
+
+    Args:
+        panels: e.g. ``[("clip_01", {"prediction": (T,), "ground truth": (T,)})]``.
+        fps: frame rate of the curves. units: vertex units (``"m"`` plots millimetres).
+        title: figure title.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 2.6), dpi=110)
+    fig = Figure(figsize=(9, 0.4 + 2.3 * len(panels)), dpi=110)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    _figure_curves(ax, curves, fps, units)
-    ax.set_xlabel("time (s)", fontsize=8)
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (name, curves) in zip(axes, panels):
+        _figure_curves(ax, dict(curves), fps, units)
+        ax.set_title(name, fontsize=9)
+    axes[-1].set_xlabel("time (s)", fontsize=8)
+    if len(panels[0][1]) > 1:
+        axes[0].legend(loc="upper right", fontsize=8)
     if title:
-        ax.set_title(title, fontsize=9)
-    if len(curves) > 1:
-        ax.legend(loc="upper right", fontsize=8)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -261,12 +261,13 @@ def render_video(
     if lip_plot_png is not None:
         if topology is None:
             raise RenderError("the lip-opening PNG needs the face topology (lips region): give topology=")
-        from memorytalker.render.plots import lip_opening, save_lip_plot
+        from memorytalker.render.plots import save_lip_plot
+        from memorytalker.topology import lip_opening
 
         curves = {"prediction": lip_opening(pred[fit_length(pred.shape[0], total)], topology)}
         if gt is not None:
             curves["ground truth"] = lip_opening(gt[fit_length(gt.shape[0], total)], topology)
-        save_lip_plot(lip_plot_png, curves, fps, units=units, title=Path(out_path).stem)
+        save_lip_plot(lip_plot_png, [(Path(out_path).stem, curves)], fps, units=units)
     width, height, _ = frame_layout(size, gt is not None, lip_plot)
     frames = render_frames(
         pred,

@@ -35,6 +35,7 @@ import numpy as np
 
 from memorytalker.data.phonemes import SILENCE
 from memorytalker.errors import TopologyError
+from memorytalker.topology.lips import FaceAxes, mouth_loop, split_mouth_loop
 
 #: Articulators driven by phonemes.
 ARTICULATORS = ("jaw", "close", "round", "spread", "tuck")
@@ -128,27 +129,6 @@ class Rig:
         """``(K, V, 3)`` fields stacked in :data:`FIELDS` order."""
         return np.stack([self.fields[k] for k in FIELDS])
 
-    def midline(self, edge: np.ndarray) -> np.ndarray:
-        """The part of a lip edge within ``W/4`` of the mouth's centre line."""
-        x = self.template[edge, 0] - self.mouth_center[0]
-        sel = edge[np.abs(x) <= 0.25 * self.mouth_width]
-        return sel if sel.size else edge[np.argsort(np.abs(x))[:2]]
-
-
-def _boundary_loops(faces: np.ndarray, n: int) -> list[np.ndarray]:
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
-    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    b = uniq[counts == 1]
-    if b.size == 0:
-        return []
-    a = sp.coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n))
-    _, lab = connected_components(a, directed=False)
-    bv = np.unique(b)
-    return [bv[lab[bv] == k] for k in np.unique(lab[bv])]
-
 
 def _laplacian(faces: np.ndarray, n: int):
     import scipy.sparse as sp
@@ -239,38 +219,16 @@ def build_rig(
         raise TopologyError(
             "the template's lips are not on the +z side of the head: orient it like FLAME (+y up, +z forward)"
         )
-    # --- mouth loop
-    lip_lo, lip_hi = v[lips].min(axis=0), v[lips].max(axis=0)
-    span = lip_hi - lip_lo
-    best = None
-    for loop in _boundary_loops(f, n):
-        c = v[loop].mean(axis=0)
-        inside = np.all((c >= lip_lo - 0.3 * span) & (c <= lip_hi + 0.3 * span))
-        if inside and np.ptp(v[loop, 0]) > 0.3 * span[0]:
-            d = np.linalg.norm(c - lc)
-            if best is None or d < best[0]:
-                best = (d, loop)
-    if best is None:
+    # --- mouth loop and its upper / lower edge (topology.lips; the rig's convention is +y up, x across)
+    loop = mouth_loop(v, f, lips)
+    if loop is None:
         raise TopologyError(
             "the template has no mouth opening: no mesh boundary loop lies inside the 'lips' region, so the "
             "lips cannot part (FLAME and the procedural head have one)"
         )
-    loop = best[1]
     width = float(np.ptp(v[loop, 0]))
     center = np.array([v[loop, 0].mean(), v[loop, 1].mean(), v[loop, 2].max()])
-    # upper / lower edge: the side the loop vertex's triangles lie on
-    side = np.zeros(n)
-    cnt = np.zeros(n)
-    cent = v[f].mean(axis=1)
-    for k in range(3):
-        np.add.at(side, f[:, k], cent[:, 1] - v[f[:, k], 1])
-        np.add.at(cnt, f[:, k], 1)
-    side = side / np.maximum(cnt, 1)
-    xs = v[loop, 0]
-    corners = loop[np.abs(xs - xs.mean()) > 0.47 * width]
-    body = np.setdiff1d(loop, corners)
-    upper = body[side[body] > 0]
-    lower = body[side[body] < 0]
+    upper, lower = split_mouth_loop(v, f, loop, FaceAxes(up=1, up_sign=1.0, width=0))
     if upper.size == 0 or lower.size == 0:
         raise TopologyError("could not tell the upper from the lower lip along the mouth opening")
     lap, adj = _laplacian(f, n)
@@ -449,9 +407,3 @@ def animate(rig: Rig, coeffs: np.ndarray) -> np.ndarray:
     for k, name in enumerate(FIELDS):
         out += coeffs[:, k, None, None] * rig.fields[name][None]
     return out.astype(np.float32)
-
-
-def lip_opening(vertices: np.ndarray, upper_edge: np.ndarray, lower_edge: np.ndarray) -> np.ndarray:
-    """``(T,)`` vertical distance between the mean upper- and lower-lip midline (``vertices`` ``(T, V, 3)``)."""
-    v = np.asarray(vertices, dtype=np.float64)
-    return v[:, upper_edge, 1].mean(axis=1) - v[:, lower_edge, 1].mean(axis=1)

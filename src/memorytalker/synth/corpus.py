@@ -30,7 +30,6 @@ from memorytalker.synth.articulation import (
     articulator_tracks,
     build_rig,
     coefficients,
-    lip_opening,
 )
 from memorytalker.synth.head import HeadShape, make_head
 from memorytalker.synth.prosody import blink_curve, brow_curve, frame_features
@@ -38,6 +37,8 @@ from memorytalker.synth.sentences import POOL_SIZE, sentence_pool
 from memorytalker.synth.style import SpeakerStyle, audible_style, make_style
 from memorytalker.synth.tts import check_engines, synthesize_utterance
 from memorytalker.synth.voices import VoiceSpec, make_roster
+from memorytalker.topology import FaceTopology
+from memorytalker.topology.lips import LOWER_LIP_INNER, UPPER_LIP_INNER, inner_lip_gap
 
 FPS = 30.0
 FORMAT_VERSION = 1
@@ -55,6 +56,7 @@ class SpeakerPlan:
     rig: Rig
     shape: dict
     split: str
+    topology: FaceTopology  # the corpus' reference topology (same vertex order as ``template``)
 
 
 @dataclass
@@ -176,11 +178,12 @@ def plan_speakers(
     num_speakers: int,
     seed: int,
     template: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None,
-) -> tuple[list[SpeakerPlan], np.ndarray, np.ndarray, dict[str, np.ndarray], str]:
-    """Voices, styles, face shapes and rigs of all speakers.
-
-    Returns ``(plans, reference vertices, faces, regions, topology name)``.
-    """
+    topology_name: str = "template",
+    fps: float = FPS,
+) -> list[SpeakerPlan]:
+    """Voices, styles, face shapes and rigs of all speakers; every plan shares the reference topology
+    (regions of the template plus its inner-lip contours ``upper_lip_inner`` / ``lower_lip_inner``, the
+    upper and lower edge of the rig's mouth opening)."""
     voices = make_roster(num_speakers, seed)
     splits = split_speakers(num_speakers)
     split_of = {i: s for s, ids in splits.items() for i in ids}
@@ -190,8 +193,15 @@ def plan_speakers(
         topo_name = "memorytalker-head"
     else:
         ref_v, faces, regions = template
-        topo_name = "template"
+        topo_name = topology_name
     ref_rig = build_rig(ref_v, faces, regions)
+    topology = FaceTopology(
+        name=topo_name,
+        vertices=np.asarray(ref_v, dtype=np.float32),
+        faces=faces,
+        fps=fps,
+        regions={**regions, UPPER_LIP_INNER: ref_rig.upper_edge, LOWER_LIP_INNER: ref_rig.lower_edge},
+    )
     plans = []
     for i, voice in enumerate(voices):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xFACE, i]))
@@ -203,11 +213,8 @@ def plan_speakers(
         else:
             tpl, shape_d = vary_template(ref_v, ref_rig, rng)
         rig = build_rig(tpl, faces, regions, asymmetry=style.asymmetry)
-        plans.append(SpeakerPlan(ids[i], i, voice, style, tpl, rig, shape_d, split_of[i]))
-    regions = dict(regions)
-    regions["upper_lip_edge"] = ref_rig.upper_edge
-    regions["lower_lip_edge"] = ref_rig.lower_edge
-    return plans, np.asarray(ref_v, dtype=np.float32), faces, regions, topo_name
+        plans.append(SpeakerPlan(ids[i], i, voice, style, tpl, rig, shape_d, split_of[i], topology))
+    return plans
 
 
 # ---------------------------------------------------------------------------------------------- one clip
@@ -228,10 +235,8 @@ def make_clip(
     blink = blink_curve(n_frames, fps, st.blink_rate, rng, pauses)
     coeffs = coefficients(tracks, brow, blink, st.amplitude, st.lip_amplitude, st.rounding, st.spreading)
     verts = animate(plan.rig, coeffs)
-    opening = lip_opening(verts, plan.rig.midline(plan.rig.upper_edge), plan.rig.midline(plan.rig.lower_edge))
-    neutral = lip_opening(
-        plan.template[None], plan.rig.midline(plan.rig.upper_edge), plan.rig.midline(plan.rig.lower_edge)
-    )[0]
+    opening = inner_lip_gap(verts, plan.topology)
+    neutral = inner_lip_gap(plan.template[None], plan.topology)[0]
     bil = [int(round((p["start"] + p["end"]) / 2 * fps)) for p in utt.phonemes if p["phone"] in BILABIALS]
     bil = [min(max(b, 0), n_frames - 1) for b in bil]
     voiced = f0[f0 > 0]
@@ -309,7 +314,6 @@ def generate_corpus(
     from tqdm import tqdm
 
     from memorytalker.data.layout import write_templates
-    from memorytalker.topology import FaceTopology
 
     t0 = time.perf_counter()
     if num_sentences < 1:
@@ -329,9 +333,8 @@ def generate_corpus(
         for sub in ("wav", "vertices_npy", "phonemes"):
             shutil.rmtree(out / sub, ignore_errors=True)
     tpl = load_template(template, regions) if template is not None else None
-    plans, ref_v, faces, regs, topo_name = plan_speakers(num_speakers, seed, tpl)
-    if template is not None:
-        topo_name = Path(template).stem
+    name = Path(template).stem if template is not None else "template"
+    plans = plan_speakers(num_speakers, seed, tpl, topology_name=name, fps=fps)
     check_engines([p.voice.engine for p in plans])
     for sub in ("wav", "vertices_npy", "phonemes"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -374,7 +377,7 @@ def generate_corpus(
     bar.close()
     results.sort(key=lambda r: r.clip)
     # ---- dataset-level files
-    topo = FaceTopology(name=topo_name, vertices=ref_v, faces=faces, fps=fps, regions=regs)
+    topo = plans[0].topology
     topo.save(out / "topology.npz")
     write_templates(out / "templates.pkl", {p.speaker: p.template for p in plans})
     _write_speakers(out, plans, results)
@@ -402,7 +405,7 @@ def generate_corpus(
                 "fps": fps,
                 "template": str(template) if template else None,
                 "regions": str(regions) if regions else None,
-                "topology": topo_name,
+                "topology": topo.name,
             },
             indent=1,
         )

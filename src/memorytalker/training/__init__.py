@@ -5,7 +5,6 @@
 * :mod:`memorytalker.training.engine` - :func:`train` (one stage; CPU / GPU / DDP via Lightning Fabric).
 * :mod:`memorytalker.training.checkpoint` - :func:`load_model` (strict), :func:`read_checkpoint`,
   :func:`load_init`, atomic saving.
-* :mod:`memorytalker.training.lips` - lip-opening vertices and curves.
 
 Names are imported lazily (importing this package stays cheap).
 """
@@ -23,8 +22,6 @@ _LAZY = {
     "TrainResult": "memorytalker.training.engine",
     "load_model": "memorytalker.training.checkpoint",
     "read_checkpoint": "memorytalker.training.checkpoint",
-    "lip_opening_vertices": "memorytalker.training.lips",
-    "lip_opening": "memorytalker.training.lips",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,4 +1,4 @@
-"""Face topology: the dataset facts every other module reads from one place.
+"""FaceTopology, region files, mesh I/O and the dataset presets.
 
 A :class:`FaceTopology` holds the vertex count, triangles, mesh frame rate, a reference (neutral) mesh
 and named vertex regions (``lips``, ``upper_face``, ...). Nothing else in the package hard-codes a
@@ -23,11 +23,13 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from memorytalker.errors import TopologyError
+from memorytalker.topology import lips as _lips
 
 RegionSource = str | Path | np.ndarray | Sequence[int] | Sequence[str | Path]
 
@@ -256,6 +258,22 @@ class FaceTopology:
         """Upper-face vertex indices (FDD)."""
         return self.regions["upper_face"]
 
+    # ------------------------------------------------------------------ lip geometry (topology/lips.py)
+    @cached_property
+    def axes(self) -> _lips.FaceAxes:
+        """Up and mouth-width axes of the reference mesh (:func:`memorytalker.topology.lips.face_axes`)."""
+        return _lips.face_axes(self.vertices, self.lips, self.upper_face)
+
+    @cached_property
+    def outer_lip_vertices(self) -> tuple[int, int]:
+        """``(mid_upper, mid_lower)`` outer-lip vertices the lip opening is measured between."""
+        return _lips.outer_lip_vertices(self)
+
+    @cached_property
+    def inner_lips(self) -> _lips.InnerLips:
+        """Inner-lip contours (regions ``upper_lip_inner``/``lower_lip_inner``, else derived) and midlines."""
+        return _lips.inner_lips(self)
+
     def region(self, name: str) -> np.ndarray:
         if name not in self.regions:
             raise TopologyError(
@@ -371,6 +389,11 @@ class FaceTopology:
 VOCASET_FPS = 30.0
 #: BIWI (B3D(AC)^2) mesh frame rate.
 BIWI_FPS = 25.0
+#: Vertices of the FLAME topology (VOCASET).
+FLAME_VERTICES = 5023
+#: FLAME's inner-lip midline pair (upper, lower), as used for the inter-lip distance by the perceptual
+#: lip-sync metrics of kaist-ami/Perceptual-3D-Talking-Head (CVPR 2025).
+FLAME_INNER_LIP_MIDLINE = (3531, 3504)
 
 
 def vocaset_topology(mesh: str | Path, masks: str | Path, fps: float = VOCASET_FPS) -> FaceTopology:
@@ -382,8 +405,9 @@ def vocaset_topology(mesh: str | Path, masks: str | Path, fps: float = VOCASET_F
         fps: mesh frame rate (30).
 
     Regions: ``lips`` = ``masks["lips"]`` (254 entries, 250 unique: the duplicates are reported once),
-    ``upper_face`` = ``forehead ∪ eye_region`` (827 vertices), plus every other region of the pickle under
-    its own name (``nose``, ``face``, ...).
+    ``upper_face`` = ``forehead ∪ eye_region`` (827 vertices), ``upper_lip_inner`` / ``lower_lip_inner`` =
+    FLAME's inner-lip midline pair (:data:`FLAME_INNER_LIP_MIDLINE`), plus every other region of the pickle
+    under its own name (``nose``, ``face``, ...).
     """
     masks = Path(masks)
     data = read_region_file(masks)
@@ -395,7 +419,14 @@ def vocaset_topology(mesh: str | Path, masks: str | Path, fps: float = VOCASET_F
     regions: dict[str, RegionSource] = {k: v for k, v in data.items() if k not in REQUIRED_REGIONS}
     regions["lips"] = data["lips"]
     regions["upper_face"] = np.union1d(data["forehead"], data["eye_region"])
-    return FaceTopology.from_files(mesh, regions, fps=fps, name="flame")
+    regions[_lips.UPPER_LIP_INNER] = np.array([FLAME_INNER_LIP_MIDLINE[0]])
+    regions[_lips.LOWER_LIP_INNER] = np.array([FLAME_INNER_LIP_MIDLINE[1]])
+    topo = FaceTopology.from_files(mesh, regions, fps=fps, name="flame")
+    if topo.num_vertices != FLAME_VERTICES:
+        raise TopologyError(
+            f"{mesh} has {topo.num_vertices} vertices; a FLAME (VOCASET) mesh has {FLAME_VERTICES}"
+        )
+    return topo
 
 
 def biwi_topology(

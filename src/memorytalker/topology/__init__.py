@@ -1,0 +1,43 @@
+"""Face topology: the dataset facts every other module reads from one place.
+
+* :mod:`.core` - :class:`FaceTopology` (vertex count, triangles, fps, reference mesh, named regions),
+  region files, mesh I/O and the VOCASET/BIWI presets.
+* :mod:`.lips` - lip geometry: face axes, outer lip opening, inner-lip contours and the inner lip gap.
+"""
+
+from memorytalker.topology.core import (
+    BIWI_FPS,
+    FLAME_INNER_LIP_MIDLINE,
+    FLAME_VERTICES,
+    REQUIRED_REGIONS,
+    VOCASET_FPS,
+    FaceTopology,
+    RegionDuplicatesWarning,
+    RegionSource,
+    biwi_topology,
+    load_mesh,
+    read_region_file,
+    resolve_region,
+    save_mesh,
+    vocaset_topology,
+)
+from memorytalker.topology.lips import inner_lip_gap, lip_opening
+
+__all__ = [
+    "BIWI_FPS",
+    "FLAME_INNER_LIP_MIDLINE",
+    "FLAME_VERTICES",
+    "REQUIRED_REGIONS",
+    "VOCASET_FPS",
+    "FaceTopology",
+    "RegionDuplicatesWarning",
+    "RegionSource",
+    "biwi_topology",
+    "inner_lip_gap",
+    "lip_opening",
+    "load_mesh",
+    "read_region_file",
+    "resolve_region",
+    "save_mesh",
+    "vocaset_topology",
+]
