@@ -30,10 +30,10 @@ from torch.utils.data import DataLoader
 from memorytalker.data import TalkingFaceDataset, collate_batch, load_dataset
 from memorytalker.data.dataset import ClipItem
 from memorytalker.data.phonemes import CTC_VOCAB
+from memorytalker.models.builders import build_model
 from memorytalker.models.losses import compute_losses
-from memorytalker.training.checkpoint import build_model
 from memorytalker.training.config import load_train_config
-from memorytalker.training.engine import make_optimizer, select_trainable
+from memorytalker.training.optim import make_optimizer, select_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
@@ -75,7 +75,7 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
     device = torch.device(args.device)
     torch.manual_seed(cfg.optim.seed)
     if args.random_data:
-        model_cfg = cfg.effective_model
+        model_cfg = cfg.model
         if args.random_hf and model_cfg.backbone.kind == "huggingface":
             import dataclasses
 
@@ -85,16 +85,16 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
             )
         fps = 25.0 if "biwi" in cfg.name else 30.0
         topology = flame_sized_topology(fps, args.random_vertices)
-        ds = random_items(topology, args.random_data, max(16, batch_size * 2), cfg.stage.triplets)
+        ds = random_items(topology, args.random_data, max(16, batch_size * 2), cfg.current.triplets)
     else:
         index = load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)
         topology = index.topology
-        model_cfg = cfg.effective_model
+        model_cfg = cfg.model
         ds = TalkingFaceDataset(
             index,
             cfg.data.train_split,
             cache=True,
-            triplets=cfg.stage.triplets,
+            triplets=cfg.current.triplets,
             max_seconds=cfg.data.max_seconds,
         )
     model = build_model(model_cfg, topology).to(device)
@@ -115,8 +115,8 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         with autocast:
-            out = model(batch, teacher_forcing=cfg.stage.teacher_forcing)
-            loss = compute_losses(out, batch, cfg.stage.loss, topology)["total"]
+            out = model(batch, teacher_forcing=cfg.current.loss.teacher_forcing)
+            loss = compute_losses(out, batch, cfg.current.loss, topology)["total"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -43,9 +43,10 @@ def git_commit() -> str | None:
 
 def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -> dict:
     from memorytalker.errors import CheckpointError
-    from memorytalker.training.checkpoint import atomic_save, read_checkpoint
+    from memorytalker.models.loaders import load_model, read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(src)
+    model, topology, _ = load_model(src)
     provenance = {
         "source": str(src),
         "source_step": ckpt.get("step"),
@@ -56,23 +57,18 @@ def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -
     if report is not None:
         rep = json.loads(report.read_text())
         provenance["test_report"] = {k: rep[k] for k in ("pooled", "split", "data") if k in rep}
-    out = {
-        k: ckpt[k]
-        for k in (
-            "format",
-            "model_state",
-            "config",
-            "topology",
-            "val_metrics",
-            "best_metric",
-            "step",
-            "epoch",
-        )
-        if k in ckpt
-    }
-    out["optimizer"] = None
-    out["provenance"] = provenance
-    atomic_save(out, dst)
+    state = {k: ckpt.get(k) for k in ("step", "epoch", "val_metrics", "best_metric", "best_step")}
+    save_checkpoint(
+        dst,
+        model,
+        topology,
+        ckpt["config"],
+        dataset=ckpt.get("dataset"),
+        train_state=state,
+        monitor=ckpt.get("monitor"),
+        trainable_groups=ckpt.get("trainable_groups") or (),
+        provenance=provenance,
+    )
     size_mb = dst.stat().st_size / 2**20
     if size_mb > max_mb:
         dst.unlink()

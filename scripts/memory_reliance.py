@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from memorytalker.data import load_dataset
+from memorytalker.models.loaders import load_model
 from memorytalker.models.mel import normalize_waveform
-from memorytalker.training.checkpoint import load_model
 
 
 def rms(x: np.ndarray) -> float:

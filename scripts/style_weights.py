@@ -24,8 +24,8 @@ import torch
 from labelled import label_path
 
 from memorytalker.data import load_dataset
+from memorytalker.models.loaders import load_model
 from memorytalker.models.mel import normalize_waveform
-from memorytalker.training.checkpoint import load_model
 
 
 def effective_weights(model, index, recs) -> dict[str, list[float]]:

@@ -24,8 +24,8 @@ def test_config_parses(path, stage):
     assert isinstance(cfg, TrainConfig)
     assert cfg.data.val_split != "test" and not cfg.data.val_split.startswith("test")
     if stage == "animating":
-        assert cfg.stage.trainable == ["style"] and cfg.stage.triplets
-        assert cfg.stage.init_from == "{output_dir}/memorizing/best.pt"
+        assert cfg.current.trainable == ["style"] and cfg.current.triplets
+        assert cfg.current.init_from == "{output_dir}/memorizing/best.pt"
     raw = read_yaml(path)
     # The YAML only overrides: every top-level key it has is a TrainConfig field.
     assert set(raw) <= set(TrainConfig.__dataclass_fields__)
@@ -33,13 +33,13 @@ def test_config_parses(path, stage):
 
 def test_nomem_config_disables_memory():
     cfg = load_train_config(Path(CONFIGS[0]).parent / "synthetic_nomem.yaml")
-    assert cfg.stage.name == "nomem" and not cfg.effective_model.memory.enabled
-    assert not cfg.effective_model.style.enabled
-    assert cfg.stage.loss.mem == 0 and cfg.stage.loss.align == 0
+    assert cfg.stage == "nomem" and not cfg.model.memory.enabled
+    assert not cfg.model.style.enabled
+    assert cfg.current.loss.mem == 0 and cfg.current.loss.align == 0
     full = load_train_config(Path(CONFIGS[0]).parent / "synthetic.yaml")
-    assert full.effective_model.memory.enabled and full.stage.name == "memorizing"
-    assert not full.effective_model.style.enabled
-    assert load_train_config(CONFIGS[0].parent / "synthetic.yaml", stage="2").effective_model.style.enabled
+    assert full.model.memory.enabled and full.stage == "memorizing"
+    assert not full.model.style.enabled
+    assert load_train_config(CONFIGS[0].parent / "synthetic.yaml", stage="2").model.style.enabled
     assert cfg.output_root != full.output_root
 
 
@@ -48,15 +48,15 @@ def test_paper_configs(name):
     cfg = load_train_config(Path(CONFIGS[0]).parent / f"{name}.yaml")
     assert cfg.model.backbone.kind == "huggingface"
     assert cfg.model.memory.width == 96 and cfg.model.memory.kappa == 16
-    assert cfg.stage.lr == pytest.approx(1e-4) and cfg.optim.max_epochs == 100
+    assert cfg.current.lr == pytest.approx(1e-4) and cfg.current.max_epochs == 100
     assert load_train_config(
         Path(CONFIGS[0]).parent / f"{name}.yaml", stage="animating"
-    ).stage.lr == pytest.approx(5e-5)
+    ).current.lr == pytest.approx(5e-5)
 
 
 def test_synthetic_stage_schedule():
     base = CONFIGS[0].parent / "synthetic.yaml"
     s1, s2 = load_train_config(base), load_train_config(base, stage="animating")
-    assert s1.stage.lr == pytest.approx(3e-4) and s2.stage.lr == pytest.approx(3e-4)
-    assert s2.stage.init_exclude == ["style"] and s2.effective_model.style.enabled
-    assert s1.max_epochs > s2.max_epochs >= 1
+    assert s1.current.lr == pytest.approx(3e-4) and s2.current.lr == pytest.approx(3e-4)
+    assert s2.current.init_exclude == ["style"] and s2.model.style.enabled
+    assert s1.current.max_epochs > s2.current.max_epochs >= 1

@@ -15,9 +15,9 @@ from memorytalker import inference
 from memorytalker.cli import main as cli_main
 from memorytalker.errors import AudioError, CheckpointError, TopologyError
 from memorytalker.inference import Animator, animate
+from memorytalker.models.loaders import save_checkpoint
 from memorytalker.models.memorytalker import MemoryTalker
 from memorytalker.topology import save_mesh
-from memorytalker.training.checkpoint import save_model_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def checkpoint(tmp_path_factory):
     topo = tiny_topology(25.0)
     model = MemoryTalker(cfg, topo)
     randomize_head(model)
-    return save_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, topo, cfg)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, topo)
 
 
 @pytest.fixture(scope="module")

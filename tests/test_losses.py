@@ -77,7 +77,7 @@ def test_vertex_terms_are_measured_in_the_motion_unit():
     torch.manual_seed(0)
     model = MemoryTalker(tiny_config(), topo)
     batch = make_batch(topo, [0.5, 0.3])
-    out = model(batch)
+    out = model(batch, teacher_forcing=True)
     w = LossWeights(lip=0.5)
     metres = compute_losses(out, batch, w, topo)
     unit = 0.003
@@ -148,7 +148,7 @@ def test_training_signal_does_not_depend_on_the_data_units():
         model.set_motion_scale(unit)
         with torch.no_grad():  # a head that moves the face, so every route carries gradient
             model.decoder.head.weight.normal_(0.0, 0.1)
-        out = model(batch)
+        out = model(batch, teacher_forcing=True)
         terms = compute_losses(out, batch, LossWeights(lip=0.5), topo, unit=model.motion_scale)
         terms["total"].backward()
         losses.append({k: float(v.detach()) for k, v in terms.items()})

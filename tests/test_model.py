@@ -29,7 +29,7 @@ def test_shapes_and_frame_alignment(fps):
     model = _model(style=True, fps=fps)
     topo = model.topology
     batch = make_batch(topo, [1.0, 0.62], triplets=True)
-    out = model(batch)
+    out = model(batch, teacher_forcing=True)
     b, t = 2, int(batch.frame_lengths.max())
     assert t == int(fps)
     assert out.vertices.shape == (b, t, 12, 3) and out.teacher_vertices.shape == (b, t, 12, 3)
@@ -100,12 +100,12 @@ def test_padded_batch_equals_each_clip_alone(style):
         randomize_head(model)
     batch = make_batch(model.topology, [1.1, 0.53, 0.8], triplets=style)
     with torch.no_grad():
-        out = model(batch)
+        out = model(batch, teacher_forcing=True)
         pred = model.predict(batch.audio, batch.audio_lengths, batch.templates)
         for i in range(3):
             one = select(batch, i)
             t = int(one.frame_lengths[0])
-            alone = model(one)
+            alone = model(one, teacher_forcing=True)
             torch.testing.assert_close(out.vertices[i, :t], alone.vertices[0], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(
                 out.teacher_vertices[i, :t], alone.teacher_vertices[0], atol=1e-5, rtol=1e-5
@@ -181,7 +181,7 @@ def test_gradients_follow_the_authors_stop_gradients():
             }
         )
         weights = dataclasses.replace(weights, **terms)
-        losses = compute_losses(model(batch), batch, weights, model.topology)
+        losses = compute_losses(model(batch, teacher_forcing=True), batch, weights, model.topology)
         losses["total"].backward()
         return {
             g: any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in ps)
@@ -261,7 +261,7 @@ def test_bf16_autocast_keeps_vertices_float32():
     model = _model(style=True)
     batch = make_batch(model.topology, [0.6, 0.4], triplets=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(batch)
+        out = model(batch, teacher_forcing=True)
         pred = model.predict(batch.audio, batch.audio_lengths, batch.templates)
     assert out.vertices.dtype == out.teacher_vertices.dtype == pred.dtype == torch.float32
     # template precision survives: the zero-offset part of the output equals the float32 template
@@ -309,60 +309,3 @@ def test_style_level_decides_whether_loudness_is_heard():
         assert torch.allclose(a, b, atol=1e-4) == same, level
     with pytest.raises(ConfigError, match="model.style.level"):
         ModelConfig(style=dataclasses.replace(cfg.style, level="loud")).validate()
-
-
-def test_text_dropout_is_training_only_and_forces_memory_only_decoding():
-    topo = tiny_topology()
-    torch.manual_seed(0)
-    plain = MemoryTalker(tiny_config(), topo)
-    randomize_head(plain)
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, text_dropout=0.9))
-    dropped = MemoryTalker(cfg, topo)
-    dropped.load_state_dict(plain.state_dict())
-    batch = make_batch(topo, [0.7, 0.5], seed=6)
-    with torch.no_grad():
-        plain.eval(), dropped.eval()
-        torch.testing.assert_close(dropped(batch).vertices, plain(batch).vertices)  # eval: no effect
-        plain.train(), dropped.train()
-        torch.manual_seed(1)  # with p = 0.9 both clips of this draw lose their text features
-        assert (torch.rand(2, 1, 1) >= 0.9).sum() == 0
-        torch.manual_seed(1)
-        out = dropped(batch, teacher_forcing=False).vertices
-        memory_only = plain.decoder(
-            torch.cat(
-                [
-                    torch.zeros(2, out.shape[1], cfg.memory.width),
-                    plain.memory.key_read(out_key(plain, batch)),
-                ],
-                dim=-1,
-            ),
-            torch.zeros(2, out.shape[1] * plain.text_rate, cfg.memory.width),
-            batch.frame_mask,
-            batch.templates,
-        )
-        torch.testing.assert_close(out, memory_only)
-    with pytest.raises(ConfigError, match="text_dropout"):
-        dataclasses.replace(cfg.memory, text_dropout=1.0).validate()
-
-
-def out_key(model: MemoryTalker, batch) -> torch.Tensor:
-    """The key address ``(B, T, M)`` of ``batch`` (training mode pass without text dropout)."""
-    return model(batch, teacher_forcing=False).key_address
-
-
-@pytest.mark.parametrize("decode_from", ["text+memory", "memory"])
-def test_decode_from_memory_keeps_text_features_out_of_the_decoder(decode_from):
-    topo = tiny_topology()
-    cfg = tiny_config()
-    cfg = dataclasses.replace(cfg, memory=dataclasses.replace(cfg.memory, decode_from=decode_from))
-    torch.manual_seed(0)
-    model = MemoryTalker(cfg, topo).eval()
-    randomize_head(model)
-    batch = make_batch(topo, [0.6], seed=8)
-    with torch.no_grad():
-        before = model(batch).vertices
-        for p in model.text_proj.parameters():
-            p.add_(torch.randn_like(p))
-        after = model(batch).vertices
-    assert torch.allclose(before, after) == (decode_from == "memory")

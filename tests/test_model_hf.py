@@ -60,7 +60,7 @@ def test_forward_offline_from_local_dir(hf_dir, fps):
     model = MemoryTalker(_cfg(hf_dir), topo).train()
     assert model.slots == 32 and model.memory.memory.shape == (32, 16)
     batch = make_batch(topo, [1.0, 0.6])
-    out = model(batch)
+    out = model(batch, teacher_forcing=True)
     assert out.vertices.shape == (2, int(fps), 12, 3) and out.ctc_logits.shape == (2, int(fps), 32)
     losses = compute_losses(out, batch, LossWeights(ctc=0.0), topo)
     losses["total"].backward()

@@ -95,13 +95,14 @@ def build_tiny_animator(folder: Path):
 
     The model is ``MemoryTalker(ModelConfig(), tiny_topology())`` (the default config uses the compact
     audio backbone, nothing pretrained is read) with a random vertex head (a trained model's face moves; a
-    fresh zero-initialised head would not), saved with the training code's checkpoint writer.
+    fresh zero-initialised head would not), saved with the project's one checkpoint writer.
     """
     import torch
 
     from memorytalker import inference
+    from memorytalker.models.builders import build_model
     from memorytalker.models.config import ModelConfig
-    from memorytalker.training.checkpoint import build_model, save_model_checkpoint
+    from memorytalker.models.loaders import save_checkpoint
 
     torch.manual_seed(0)
     topology = tiny_topology()
@@ -109,7 +110,7 @@ def build_tiny_animator(folder: Path):
     model = build_model(cfg, topology, load_pretrained=False)
     with torch.no_grad():  # the head is zero-initialised: give it weights so the face moves with the audio
         torch.nn.init.normal_(model.decoder.head.weight, std=1e-2)
-    path = save_model_checkpoint(folder / "tiny.pt", model, topology, cfg)
+    path = save_checkpoint(folder / "tiny.pt", model, topology)
     return inference.Animator(checkpoint=path)
 
 

@@ -15,16 +15,17 @@ from training_data import make_learnable_dataset
 
 from memorytalker.cli import main as cli_main
 from memorytalker.errors import CheckpointError, ConfigError
-from memorytalker.training.checkpoint import (
-    build_model,
+from memorytalker.models.builders import build_model
+from memorytalker.models.loaders import (
     group_state_keys,
     load_init,
     load_model,
     read_checkpoint,
-    save_model_checkpoint,
+    save_checkpoint,
 )
 from memorytalker.training.config import load_train_config
-from memorytalker.training.engine import batch_errors, lr_factor, make_optimizer, select_trainable, train
+from memorytalker.training.engine import train
+from memorytalker.training.optim import lr_factor, make_optimizer, select_trainable
 from memorytalker.training.sampler import ResumableDistributedSampler
 
 DEBUG = Path(__file__).resolve().parents[1] / "configs" / "debug.yaml"
@@ -61,10 +62,11 @@ def test_stage1_stage2_resume_through_cli(two_stage, data_root, capsys):
         assert (d / "logs" / "metrics.csv").is_file()
         assert any((d / "logs" / "tensorboard").iterdir())
     c1, c2 = read_checkpoint(s1 / "last.pt"), read_checkpoint(s2 / "last.pt")
-    assert c1["config"]["stage"]["name"] == "memorizing" and c2["config"]["stage"]["name"] == "animating"
+    assert c1["config"]["stage"] == "memorizing" and c2["config"]["stage"] == "animating"
     assert c2["trainable_groups"] == ["style"]
-    assert c2["config"]["stage"]["init_from"] == "{output_dir}/memorizing/best.pt"
-    assert c2["config"]["stage"]["triplets"] is True and c2["config"]["stage"]["lr"] == 5e-5
+    st2 = c2["config"]["stages"]["animating"]
+    assert st2["init_from"] == "{output_dir}/memorizing/best.pt"
+    assert st2["triplets"] is True and st2["lr"] == 5e-5
     steps_per_epoch = c1["step"] // 2
     assert c1["epoch"] == 2 and c1["step"] == 2 * steps_per_epoch > 0
     # The checkpoint knows everything needed to rebuild the model and the topology.
@@ -83,7 +85,7 @@ def test_stage1_stage2_resume_through_cli(two_stage, data_root, capsys):
     assert cli_main(["train", *common]) == 2
     assert "--resume" in capsys.readouterr().err
     # ... and --resume with more epochs continues from the saved step.
-    assert cli_main(["train", "--resume", *common, "optim.max_epochs=3"]) == 0
+    assert cli_main(["train", "--resume", *common, "stage.max_epochs=3"]) == 0
     c3 = read_checkpoint(s2 / "last.pt")
     assert c3["epoch"] == 3 and c3["step"] == c2["step"] + c2["step"] // 2
 
@@ -105,7 +107,7 @@ def test_motion_unit_is_measured_on_the_training_split(two_stage, data_root):
 def test_stage1_trains_all_but_style_and_stage2_only_style(two_stage):
     s1_best = read_checkpoint(two_stage / "memorizing" / "best.pt")
     s2_first = load_train_config(DEBUG, ["stage=animating"])
-    assert s2_first.stage.trainable == ["style"]
+    assert s2_first.current.trainable == ["style"]
     c1 = read_checkpoint(two_stage / "memorizing" / "last.pt")
     assert "style" not in c1["trainable_groups"] and len(c1["trainable_groups"]) >= 3
     # Stage 2 changed the style group and nothing else: non-style tensors equal the stage-1 best it started
@@ -119,7 +121,7 @@ def test_stage1_trains_all_but_style_and_stage2_only_style(two_stage):
     frozen_changed = [k for k in s1 if not torch.equal(s1[k], s2[k])]
     assert frozen_changed == [], f"frozen tensors changed in stage 2: {frozen_changed[:5]}"
     torch.manual_seed(s2_first.optim.seed)
-    fresh = build_model(s2_first.effective_model, topo).state_dict()
+    fresh = build_model(s2_first.model, topo).state_dict()
     moved = [k for k in style_keys if not torch.equal(fresh[k], s2[k])]
     assert moved, "stage 2 did not train the style encoder"
 
@@ -148,7 +150,7 @@ def test_best_is_selected_on_validation(two_stage, data_root):
 # ---------------------------------------------------------------------------------------------- exact resume
 def test_resume_after_kill_equals_uninterrupted(data_root, tmp_path):
     extra = [
-        "optim.max_epochs=3",
+        "stage.max_epochs=3",
         "optim.accumulate_grad_batches=2",
         "checkpoint.every_n_steps=1",
         "stage.lr=3e-3",
@@ -188,7 +190,7 @@ def test_resume_after_kill_equals_uninterrupted(data_root, tmp_path):
 # ---------------------------------------------------------------------------------------------- checkpoints
 def test_strict_checkpoint_round_trip(two_stage, tmp_path):
     model, topo, mcfg = load_model(two_stage / "memorizing" / "best.pt")
-    path = save_model_checkpoint(tmp_path / "m.pt", model, topo, mcfg)
+    path = save_checkpoint(tmp_path / "m.pt", model, topo)
     again, topo2, _ = load_model(path)
     assert np.array_equal(topo2.lips, topo.lips) and np.array_equal(topo2.vertices, topo.vertices)
     torch.manual_seed(0)
@@ -254,35 +256,55 @@ def test_init_from_partial_groups_and_errors(two_stage, data_root, tmp_path):
 # ---------------------------------------------------------------------------------------------- pieces
 def test_config_presets_and_overrides():
     cfg = load_train_config(DEBUG, ["stage=2", "stage.lr=1e-5"])
-    assert cfg.stage.name == "animating" and cfg.stage.lr == 1e-5 and cfg.stage.trainable == ["style"]
-    assert cfg.stage.loss.lip == pytest.approx(0.01) and cfg.stage.loss.style == pytest.approx(0.01)
+    st = cfg.current
+    assert cfg.stage == "animating" and st.lr == 1e-5 and st.trainable == ["style"]
+    assert st.loss.lip == pytest.approx(0.01) and st.loss.style == pytest.approx(0.01)
     assert str(cfg.init_path) == "runs/debug/memorizing/best.pt"
+    assert cfg.model.style.enabled and not st.loss.teacher_forcing  # the stage's model requirement
     s1 = load_train_config(DEBUG, ["stage.loss.ctc=0.5"])
     assert (
-        s1.stage.name == "memorizing"
-        and s1.stage.loss.ctc == 0.5
-        and s1.stage.loss.mem == pytest.approx(0.01)
+        s1.stage == "memorizing" and s1.current.loss.ctc == 0.5 and s1.current.loss.mem == pytest.approx(0.01)
     )
-    assert s1.stage.frozen == ["style"] and s1.stage.lr == 1e-4
+    assert s1.current.frozen == ["style"] and s1.current.lr == 1e-4 and s1.current.loss.teacher_forcing
+    assert not s1.model.style.enabled
     nomem = load_train_config(DEBUG, ["stage=nomem"])
-    assert nomem.stage.loss.mem == 0 and nomem.stage.loss.align == 0
-    # per-preset changes of a config file apply whenever that preset is chosen, below explicit overrides
-    per = "stage_overrides={animating: {lr: 0.001, max_epochs: 1}}"
+    assert nomem.current.loss.mem == 0 and nomem.current.loss.align == 0 and not nomem.model.memory.enabled
+    # per-stage settings of a config file apply whenever that stage is chosen, below explicit overrides
+    per = "stages={animating: {lr: 0.001, max_epochs: 1}}"
     s2 = load_train_config(DEBUG, [per, "stage=animating"])
-    assert s2.stage.lr == 0.001 and s2.max_epochs == 1 and s2.stage.trainable == ["style"]
-    assert load_train_config(DEBUG, [per, "stage=animating", "stage.lr=0.5"]).stage.lr == 0.5
+    assert s2.current.lr == 0.001 and s2.current.max_epochs == 1 and s2.current.trainable == ["style"]
+    assert load_train_config(DEBUG, [per, "stage=animating", "stage.lr=0.5"]).current.lr == 0.5
+    assert load_train_config(DEBUG, ["stage.lr=0.5", "stage=animating"]).current.lr == 0.5  # order-free
     s1 = load_train_config(DEBUG, [per])
-    assert s1.stage.lr == 1e-4 and s1.max_epochs == s1.optim.max_epochs
-    with pytest.raises(ConfigError, match="unknown stage preset"):
-        load_train_config(DEBUG, ["stage_overrides={stage9: {lr: 0.1}}"])
+    assert s1.current.lr == 1e-4 and s1.current.max_epochs == 2  # debug.yaml's
+    # a new stage starts from the stage defaults (the paper's stage 1)
+    custom = load_train_config(DEBUG, ["stages={finetune: {lr: 0.1}}", "stage=finetune"])
+    assert (
+        custom.current.lr == 0.1 and custom.current.trainable == ["*"] and custom.run_dir.name == "finetune"
+    )
+    # an explicit empty mapping clears; other mappings merge
+    scaled = load_train_config(DEBUG, ["stage.lr_scale={memory: 3}"])
+    assert load_train_config(
+        DEBUG, ["stage.lr_scale={memory: 3}", "stage.lr_scale={head: 2}"]
+    ).current.lr_scale == {
+        "memory": 3,
+        "head": 2,
+    }
+    assert scaled.current.lr_scale == {"memory": 3}
+    cleared = load_train_config(DEBUG, ["stage.lr_scale={memory: 3}", "stage.lr_scale={}"])
+    assert cleared.current.lr_scale == {}
     with pytest.raises(ConfigError, match="never on a test split"):
         load_train_config(DEBUG, ["data.val_split=test"])
-    with pytest.raises(ConfigError, match="unknown stage preset"):
+    with pytest.raises(ConfigError, match="stage 'stage3' is not defined"):
         load_train_config(DEBUG, ["stage=stage3"])
     with pytest.raises(ConfigError, match="unknown config key"):
         load_train_config(DEBUG, ["optim.batchsize=3"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_train_config(DEBUG, ["optim.max_epochs=3"])  # epochs are a stage setting
     with pytest.raises(ConfigError, match="triplet"):
         load_train_config(DEBUG, ["stage=animating", "stage.triplets=false"])
+    with pytest.raises(ConfigError, match="per-stage settings go under"):
+        load_train_config(DEBUG, ["stage={lr: 3}"])
 
 
 def test_resumable_sampler_skips_consumed_samples():
@@ -298,27 +320,6 @@ def test_resumable_sampler_skips_consumed_samples():
     assert list(part) == order  # the skip applies to one iteration only
     shards = [list(ResumableDistributedSampler(data, num_replicas=2, rank=r, seed=3)) for r in (0, 1)]
     assert set(shards[0]) | set(shards[1]) == set(data)
-
-
-def test_batch_errors_match_naive_definitions():
-    rng = np.random.default_rng(0)
-    pred, gt = rng.normal(size=(2, 5, 6, 3)), rng.normal(size=(2, 5, 6, 3))
-    lengths = [5, 3]
-    mask = np.arange(5)[None] < np.array(lengths)[:, None]
-    lips = np.array([1, 4])
-    got = batch_errors(torch.tensor(pred), torch.tensor(gt), torch.tensor(mask), torch.tensor(lips))
-    lve, fve, lmax, n = 0.0, 0.0, 0.0, 0
-    for b, t_len in enumerate(lengths):
-        for t in range(t_len):
-            d = np.linalg.norm(pred[b, t] - gt[b, t], axis=-1)
-            lve += max(d[i] ** 2 for i in lips)
-            lmax += max(d[i] for i in lips)
-            fve += d.mean()
-            n += 1
-    assert float(got["frames"]) == n
-    assert float(got["lve"]) == pytest.approx(lve)
-    assert float(got["fve"]) == pytest.approx(fve)
-    assert float(got["lip_max"]) == pytest.approx(lmax)
 
 
 def test_validation_metrics_match_metrics_module(two_stage, data_root):
@@ -348,7 +349,7 @@ def test_validation_metrics_match_metrics_module(two_stage, data_root):
 
 
 def test_training_reduces_the_loss(data_root, tmp_path):
-    cfg = _cfg(data_root, tmp_path / "r", "optim.max_epochs=6", "stage.lr=3e-3")
+    cfg = _cfg(data_root, tmp_path / "r", "stage.max_epochs=6", "stage.lr=3e-3")
     cfg = dataclasses.replace(cfg)
     result = train(cfg, verbose=False)
     with open(result.run_dir / "logs" / "metrics.csv", newline="") as fh:
@@ -365,7 +366,7 @@ def test_ddp_on_two_cpu_processes(data_root, tmp_path):
 
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "memorytalker", "train", "--config", str(DEBUG), f"data.root={data_root}",
-           f"output_dir={out}", "engine.devices=2", "engine.strategy=ddp", "optim.max_epochs=1"]  # fmt: skip
+           f"output_dir={out}", "engine.devices=2", "engine.strategy=ddp", "stage.max_epochs=1"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = read_checkpoint(out / "memorizing" / "last.pt")
@@ -412,7 +413,7 @@ def test_learning_rate_schedules():
 
 def test_per_group_learning_rates_and_their_errors():
     cfg = load_train_config(DEBUG, ["stage.lr=0.001", "stage.lr_scale={memory: 20, head: 2}"])
-    model = build_model(cfg.effective_model, tiny_topology())
+    model = build_model(cfg.model, tiny_topology())
     _, params = select_trainable(model, cfg)
     groups = model.parameter_groups()
     opt = make_optimizer(cfg, params, groups)
@@ -427,7 +428,7 @@ def test_per_group_learning_rates_and_their_errors():
     with pytest.raises(ConfigError, match="unknown group"):
         make_optimizer(load_train_config(DEBUG, ["stage.lr_scale={memroy: 2}"]), params, groups)
     s2 = load_train_config(DEBUG, ["stage=animating", "stage.lr_scale={memory: 2}"])
-    m2 = build_model(s2.effective_model, tiny_topology())
+    m2 = build_model(s2.model, tiny_topology())
     _, p2 = select_trainable(m2, s2)
     with pytest.raises(ConfigError, match="does not train"):
         make_optimizer(s2, p2, m2.parameter_groups())

@@ -2,9 +2,11 @@
 
 * :func:`from_dict` builds a (nested) dataclass from a mapping, refusing unknown keys with the dotted path
   and the allowed names, and checking basic types.
-* :func:`apply_overrides` applies command-line ``a.b.c=value`` strings (values parsed as YAML scalars).
-* :func:`load_config` = defaults <- YAML file <- overrides, then the dataclass' own ``validate()`` if any.
+* :func:`parse_overrides` turns command-line ``a.b.c=value`` strings into a nested dict (values parsed as
+  YAML scalars); :func:`deep_merge` is the one way layers combine (defaults <- YAML <- overrides).
 * :func:`to_dict` gives a plain, YAML/JSON-safe dict (stored in checkpoints as the resolved config).
+
+The training config (:func:`memorytalker.training.config.load_train_config`) is built with these.
 """
 
 from __future__ import annotations
@@ -38,14 +40,13 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, path)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{path}: value {value!r} does not fit {tp}")
     if origin is typing.Literal:
         if value not in args:
@@ -142,7 +143,8 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict:
-    """``["a.b=1", "c=[1, 2]"]`` -> nested dict (values parsed as YAML)."""
+    """``["a.b=1", "c=[1, 2]"]`` -> nested dict (values parsed as YAML); items apply in order, each merged
+    into the previous ones with :func:`deep_merge`."""
     out: dict = {}
     for item in overrides:
         if "=" not in item:
@@ -155,14 +157,18 @@ def parse_overrides(overrides: Sequence[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: cannot parse value ({exc})") from None
-        _set_dotted(out, key, value)
+        one: dict = {}
+        _set_dotted(one, key, value)
+        out = deep_merge(out, one)  # later items merge into earlier ones, as layers do
     return out
 
 
 def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """``base`` updated by ``update``: mappings merge key by key, except that an explicit empty mapping
+    replaces (clears) the base's; lists and scalars replace."""
     out = dict(base)
     for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+        if isinstance(v, Mapping) and v and isinstance(out.get(k), Mapping):
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = v
@@ -180,18 +186,3 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return dict(data)
-
-
-def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (), base: Mapping | None = None
-) -> T:
-    """Defaults of ``cls`` <- ``base`` <- YAML file ``path`` <- ``key=value`` overrides; then ``validate()``."""
-    data: dict = dict(base or {})
-    if path is not None:
-        data = deep_merge(data, read_yaml(path))
-    data = deep_merge(data, parse_overrides(overrides))
-    cfg = from_dict(cls, data)
-    validate = getattr(cfg, "validate", None)
-    if callable(validate):
-        validate()
-    return cfg

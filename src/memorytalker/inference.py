@@ -120,7 +120,7 @@ class Animator:
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
         import torch
 
-        from memorytalker.training.checkpoint import load_model
+        from memorytalker.models.loaders import load_model
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.checkpoint = path

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stage",
         default=None,
-        help="stage preset: memorizing (1), animating (2) or nomem; same as the override stage=NAME",
+        help="stage to train: memorizing (1), animating (2), nomem or one defined under `stages:`; same as stage=NAME",
     )
     parser.add_argument(
         "--resume",
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="config overrides after the options, e.g. optim.max_epochs=5 data.root=data/synthetic",
+        help="config overrides after the options, e.g. stage.max_epochs=5 data.root=data/synthetic",
     )
 
 

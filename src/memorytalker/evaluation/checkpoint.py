@@ -140,7 +140,7 @@ def evaluate_checkpoint(
 
     from memorytalker.data import load_dataset
     from memorytalker.evaluation.report import evaluate_predictions
-    from memorytalker.training.checkpoint import load_model, read_checkpoint
+    from memorytalker.models.loaders import checkpoint_stage, load_model, read_checkpoint
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -168,7 +168,7 @@ def evaluate_checkpoint(
     report = dict(report)
     report["checkpoint"] = {
         "path": str(checkpoint),
-        "stage": (ckpt.get("config") or {}).get("stage", {}).get("name"),
+        "stage": checkpoint_stage(ckpt),
         "step": ckpt.get("step"),
         "val_metrics": ckpt.get("val_metrics"),
     }

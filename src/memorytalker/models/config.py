@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 
+#: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
+MODEL_KINDS = ("memorytalker",)
 #: Backbone kinds.
 BACKBONE_KINDS = ("compact", "huggingface")
 #: How text frames map to mesh frames: one text frame per mesh frame (FaceFormer's VOCASET interpolation),
@@ -118,32 +120,14 @@ class MemoryConfig:
         slots: ``M``; 0 = take it from the backbone's vocabulary (must equal it when given).
         width: ``D``, the feature width of memory, text projection, fusion and decoder.
         kappa: softmax scale of both addressing routes.
-        teacher_forcing: run the teacher-forced decoder pass (ground-truth motion feature) in training.
-        text_dropout: in training, the probability that a clip's main decoder pass gets no text features
-            (fusion input and cross-attention zeroed), only the memory read: the decoder must learn to
-            decode motion from the retrieved memory, which stage 2 stylises. 0 = the paper's model. A
-            workaround from before the motion unit and per-group learning rates made the decoder use the
-            memory (docs/RESULTS.md, "Before these fixes"). Never applied in eval mode.
-        decode_from: ``text+memory`` (the paper's: the decoder gets the text features and the memory read)
-            or ``memory`` (the text features never reach the decoder, in training and inference: all motion
-            information passes through the memory, so stage 2's slot weights act on all of it).
     """
 
     enabled: bool = True
     slots: int = 0
     width: int = 96
     kappa: float = 16.0
-    teacher_forcing: bool = True
-    text_dropout: float = 0.0
-    decode_from: str = "text+memory"
 
     def validate(self) -> None:
-        if self.decode_from not in ("text+memory", "memory"):
-            raise ConfigError(
-                f"model.memory.decode_from must be 'text+memory' or 'memory', got {self.decode_from!r}"
-            )
-        if not 0.0 <= self.text_dropout < 1.0:
-            raise ConfigError(f"model.memory.text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.slots < 0:
             raise ConfigError(
                 f"model.memory.slots must be >= 0 (0 = the backbone vocabulary), got {self.slots}"
@@ -220,9 +204,11 @@ class DecoderConfig:
 
 @dataclass
 class ModelConfig:
-    """The whole model. Defaults: compact backbone, memory on, style off (stage 1).
+    """The whole model. Defaults: MemoryTalker, compact backbone, memory on, style off (stage 1).
 
     Attributes:
+        kind: the architecture (:data:`MODEL_KINDS`; ``memorytalker``).
+        backbone, memory, style, decoder: the parts of a ``memorytalker`` model.
         motion_scale: the motion unit, in the data's units (metres for VOCASET): the motion encoder reads
             vertex displacements divided by it and the output head's offsets are multiplied by it, so both
             work with numbers of order 1 (raw VOCASET displacements are ~1e-3 m, which left ``E_m``'s
@@ -232,6 +218,7 @@ class ModelConfig:
             stage 2 takes it from stage 1. A model built outside training with None uses 1.0.
     """
 
+    kind: str = "memorytalker"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
@@ -239,6 +226,8 @@ class ModelConfig:
     motion_scale: float | None = None
 
     def validate(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model.kind must be one of {list(MODEL_KINDS)}, got {self.kind!r}")
         if self.motion_scale is not None and not self.motion_scale > 0:
             raise ConfigError(f"model.motion_scale must be > 0 or null (measured), got {self.motion_scale}")
         self.backbone.validate()

@@ -50,6 +50,12 @@ class LossWeights:
     ctc: float = 1.0
     triplet_margin: float = 1.0
 
+    @property
+    def teacher_forcing(self) -> bool:
+        """Whether these weights need the teacher-forced pass (``teacher_mse`` or ``teacher_velocity`` > 0):
+        the one switch of that pass."""
+        return self.teacher_mse > 0 or self.teacher_velocity > 0
+
     def validate(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)

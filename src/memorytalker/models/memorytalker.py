@@ -233,7 +233,6 @@ class MemoryTalker(nn.Module):
         chunked: bool,
     ) -> dict[str, Any]:
         r = self.text_rate
-        b = audio_n.shape[0]
         valid = lengths_to_mask(frame_lengths, num_frames)
         logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
         f_txt = self.text_proj(logits)  # (B, rT, D)
@@ -251,15 +250,8 @@ class MemoryTalker(nn.Module):
         key = self.memory.key_address(l_frame)  # (B, T, M)
         key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
         out["key_address"] = key
-        if self.cfg.memory.decode_from == "memory":  # the text features never reach the decoder
-            f_frame, f_txt = torch.zeros_like(f_frame), torch.zeros_like(f_txt)
-        f_frame_main, f_txt_main = f_frame, f_txt
-        p_drop = self.cfg.memory.text_dropout
-        if self.training and p_drop > 0:  # memory-only decoding for some clips (MemoryConfig.text_dropout)
-            keep = (torch.rand(b, 1, 1, device=f_frame.device) >= p_drop).to(f_frame.dtype)
-            f_frame_main, f_txt_main = f_frame * keep, f_txt * keep
         out["vertices"] = self.decoder(
-            torch.cat([f_frame_main, key_read], dim=-1), f_txt_main, valid, templates, self.motion_scale
+            torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates, self.motion_scale
         )
         if vertices is not None:
             disp = (vertices - templates.unsqueeze(1)).flatten(2) * valid.unsqueeze(-1).to(vertices.dtype)
@@ -273,7 +265,7 @@ class MemoryTalker(nn.Module):
         return out
 
     # ------------------------------------------------------------------ forward / predict
-    def forward(self, batch: Any, teacher_forcing: bool | None = None) -> MemoryTalkerOutput:
+    def forward(self, batch: Any, teacher_forcing: bool = False) -> MemoryTalkerOutput:
         """Training/validation pass on a :class:`memorytalker.data.Batch` (or any object with its fields).
 
         Uses ``audio``/``audio_lengths``/``templates``/``frame_lengths``; ``vertices`` (when present) for the
@@ -281,8 +273,9 @@ class MemoryTalker(nn.Module):
         style encoder is on) for the triplet embeddings.
 
         Args:
-            teacher_forcing: run the teacher-forced pass (None = ``cfg.memory.teacher_forcing``); it needs
-                ``batch.vertices`` and the memory.
+            teacher_forcing: also run the teacher-forced pass (the decoder fed ``f_m``); it needs
+                ``batch.vertices`` and the memory. Training runs it when the stage's loss weighs it
+                (:attr:`memorytalker.models.losses.LossWeights.teacher_forcing`).
         """
         audio = batch.audio
         dev = audio.device
@@ -299,8 +292,6 @@ class MemoryTalker(nn.Module):
             raise ValueError(
                 f"frame_lengths max {int(frame_lengths.max())} exceeds the {num_frames} vertex frames"
             )
-        if teacher_forcing is None:
-            teacher_forcing = self.cfg.memory.teacher_forcing
         audio_n = normalize_waveform(audio.float(), audio_lengths)
         out = self._decode(
             audio,

@@ -1,24 +1,29 @@
-"""Training configuration: :class:`TrainConfig` (the single source of truth) and stage presets.
+"""Training configuration: :class:`TrainConfig` is the single source of truth; YAML and ``key=value`` override it.
 
-A run is ``defaults of TrainConfig <- YAML file <- key=value overrides`` (:func:`load_train_config`).
+One mechanism (:func:`load_train_config`): the plain-dict view of the dataclass defaults, deep-merged with
+the YAML file, then with the command-line ``key=value`` overrides, is built into a :class:`TrainConfig`
+once and validated. An explicit empty mapping (``stages.memorizing.lr_scale={}``) clears a mapping;
+other mappings merge key by key, lists and scalars replace.
 
-A *stage* (:class:`StageConfig`) says what trains (parameter groups of the model), with which loss weights
-and learning rate, and which checkpoint it starts from. Three presets exist; a YAML file or the command
-line selects one by name and may override any of its fields::
+A *stage* (:class:`StageConfig`) says what trains (parameter groups of the model), with which loss weights,
+learning rate and number of epochs, which checkpoint it starts from, and what it needs of the model (its
+``model`` section). ``stages`` holds one entry per stage name, starting from the presets
+(:data:`PRESETS`); ``stage`` names the one this run trains. So one file serves every stage::
 
-    stage: memorizing                 # stage 1: everything but the style encoder, lr 1e-4
-    stage: animating                  # stage 2: only the style encoder, lr 5e-5, from stage 1's best.pt
-    stage: {preset: animating, lr: 2e-5}
-    stage: nomem                      # ablation: no memory losses (pair with model.memory.enabled=false)
+    stage: memorizing                     # this run: stage 1 (CLI: --stage animating, or stage=2)
+    stages:
+      memorizing: {lr: 3.0e-4, max_epochs: 8}
+      animating: {lr: 3.0e-4, max_epochs: 4}
 
-On the command line ``stage=animating`` replaces the whole stage by that preset (later ``stage.lr=...``
-overrides apply on top of it). Every stage writes into ``<output_dir>/<stage.name>/``; ``init_from`` may
-use the placeholder ``{output_dir}`` (the animating preset starts from ``{output_dir}/memorizing/best.pt``).
+On the command line ``stage.<field>=value`` is short for ``stages.<the selected stage>.<field>=value``.
+The selected stage's ``model`` section is merged into ``model`` last (a stage's requirements win: stage 2
+needs the style encoder), so the resolved ``model`` is exactly the model this stage trains; checkpoints
+store it. Every stage writes into ``<output_dir>/<stage>/``; ``init_from`` may use the placeholders
+``{output_dir}`` and ``{name}`` (the animating preset starts from ``{output_dir}/memorizing/best.pt``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,160 +87,108 @@ class DataConfig:
 
 @dataclass
 class StageConfig:
-    """One training stage: what trains, with which losses, from which checkpoint.
+    """One training stage: what trains, with which losses, for how long, from which checkpoint.
+
+    The defaults are the paper's stage 1 (the ``memorizing`` preset).
 
     Attributes:
-        name: the stage's name; also its output sub-folder (``<output_dir>/<name>/``).
-        preset: the preset this stage was built from (informative; see :func:`stage_preset`).
         trainable: parameter groups that train (names from ``MemoryTalker.parameter_groups()``); ``"*"`` =
             every group. Parameters the model itself freezes (``model.backbone.freeze_*``) never train.
         frozen: groups removed from ``trainable`` (e.g. ``["style"]`` in stage 1).
-        loss: loss weights (``memorytalker.models.losses.LossWeights``).
+        loss: loss weights (``memorytalker.models.losses.LossWeights``). The teacher-forced decoder pass
+            runs exactly when ``loss.teacher_mse`` or ``loss.teacher_velocity`` is positive.
         lr: learning rate (Adam).
         lr_scale: per-group multipliers of ``lr`` (``{"memory": 20.0}``; groups not named use ``lr``). Adam
             moves a parameter by about its learning rate per step, so a parameter whose values must travel
             far (the memory tracks the motion encoder's features, which grow to ~5 per element) needs a
             larger one to keep up (docs/RESULTS.md).
-        init_from: checkpoint to start from (``{output_dir}`` is replaced by the run's output_dir); None =
-            fresh initialisation. Loading is strict: every tensor of the loaded groups must be in the
-            checkpoint with the same shape, and the checkpoint may hold nothing the model lacks.
+        max_epochs: epochs of this stage over the training split (``optim.max_steps`` may stop it earlier).
+        init_from: checkpoint to start from (placeholders ``{output_dir}``, ``{name}``); None = fresh
+            initialisation. Loading is strict: every tensor of the loaded groups must be in the checkpoint
+            with the same shape, and the checkpoint may hold nothing the model lacks.
         init_exclude: parameter groups *not* loaded from ``init_from`` (they keep their fresh
-            initialisation; stage 2 excludes ``style``, which stage 1 does not train).
-        model_overrides: dotted ``ModelConfig`` fields this stage sets (``{"style.enabled": true}``); they
-            apply on top of ``model`` and the result is what the checkpoint stores as its model config.
-        teacher_forcing: passed to ``MemoryTalker.forward`` (None = the model config's default).
+            initialisation; stage 2 excludes ``style``, which stage 1 does not have).
+        model: what this stage needs of the model, a nested mapping of ``ModelConfig`` fields
+            (``{"style": {"enabled": true}}``), merged into the run's ``model`` section.
         triplets: draw a positive and a negative clip per sample (needed by the style loss).
-        max_epochs: epochs of this stage (None = ``optim.max_epochs``).
     """
 
-    name: str = "memorizing"
-    preset: str | None = None
     trainable: list[str] = field(default_factory=lambda: ["*"])
     frozen: list[str] = field(default_factory=lambda: ["style"])
     loss: LossWeights = field(default_factory=LossWeights)
     lr: float = 1e-4
     lr_scale: dict[str, float] = field(default_factory=dict)
+    max_epochs: int = 100
     init_from: str | None = None
     init_exclude: list[str] = field(default_factory=list)
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    teacher_forcing: bool | None = None
+    model: dict[str, Any] = field(default_factory=lambda: {"style": {"enabled": False}})
     triplets: bool = False
-    max_epochs: int | None = None
 
-    def validate(self) -> None:
-        if self.max_epochs is not None and self.max_epochs < 1:
-            raise ConfigError(
-                f"stage {self.name!r}: stage.max_epochs must be >= 1 or null, got {self.max_epochs}"
-            )
-        if not self.name or "/" in self.name or "\\" in self.name or self.name in (".", ".."):
-            raise ConfigError(f"stage.name {self.name!r} must be a plain folder name")
+    def validate(self, name: str) -> None:
+        if self.max_epochs < 1:
+            raise ConfigError(f"stage {name!r}: max_epochs must be >= 1, got {self.max_epochs}")
         if not self.trainable:
-            raise ConfigError(f"stage {self.name!r}: stage.trainable is empty (nothing would train)")
+            raise ConfigError(f"stage {name!r}: trainable is empty (nothing would train)")
         if not self.lr > 0:
-            raise ConfigError(f"stage {self.name!r}: stage.lr must be positive, got {self.lr}")
+            raise ConfigError(f"stage {name!r}: lr must be positive, got {self.lr}")
         bad = {k: v for k, v in self.lr_scale.items() if not (isinstance(v, (int, float)) and v > 0)}
         if bad:
-            raise ConfigError(
-                f"stage {self.name!r}: stage.lr_scale values must be positive numbers, got {bad}"
-            )
+            raise ConfigError(f"stage {name!r}: lr_scale values must be positive numbers, got {bad}")
         if self.loss.style > 0 and not self.triplets:
-            raise ConfigError(
-                f"stage {self.name!r}: loss.style > 0 needs triplet sampling (set stage.triplets=true)"
-            )
+            raise ConfigError(f"stage {name!r}: loss.style > 0 needs triplet sampling (set triplets=true)")
+        self.loss.validate()
 
 
-def _memorizing() -> dict:
-    return {
-        "name": "memorizing",
-        "trainable": ["*"],
-        "frozen": ["style"],
-        "loss": {
-            "mse": 1.0,
-            "velocity": 1.0,
-            "teacher_mse": 1.0,
-            "teacher_velocity": 1.0,
-            "mem": 0.01,
-            "align": 0.01,
-            "lip": 0.0,
-            "style": 0.0,
-            "ctc": 1.0,
-        },
-        "lr": 1e-4,
-        "init_from": None,
-        "teacher_forcing": True,
-        "triplets": False,
-        "init_exclude": [],
-        "model_overrides": {"style.enabled": False},
-    }
+def _memorizing() -> StageConfig:
+    """Stage 1 (the paper's "memorizing"): everything but the style encoder; mse + velocity, the
+    teacher-forced pass, 0.01 (mem + align), CTC on phoneme labels; lr 1e-4."""
+    return StageConfig()
 
 
-def _animating() -> dict:
-    return {
-        "name": "animating",
-        "trainable": ["style"],
-        "frozen": [],
-        "loss": {
-            "mse": 1.0,
-            "velocity": 1.0,
-            "teacher_mse": 0.0,
-            "teacher_velocity": 0.0,
-            "mem": 0.0,
-            "align": 0.0,
-            "lip": 0.01,
-            "style": 0.01,
-            "ctc": 0.0,
-        },
-        "lr": 5e-5,
-        "init_from": "{output_dir}/memorizing/best.pt",
-        "teacher_forcing": False,
-        "triplets": True,
-        "init_exclude": ["style"],
-        "model_overrides": {"style.enabled": True},
-    }
+def _animating() -> StageConfig:
+    """Stage 2 ("animating"): only the style encoder, from stage 1's best checkpoint; mse + velocity +
+    0.01 (lip + style triplet); lr 5e-5."""
+    return StageConfig(
+        trainable=["style"],
+        frozen=[],
+        loss=LossWeights(
+            teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, lip=0.01, style=0.01, ctc=0.0
+        ),
+        lr=5e-5,
+        init_from="{output_dir}/memorizing/best.pt",
+        init_exclude=["style"],
+        model={"style": {"enabled": True}},
+        triplets=True,
+    )
 
 
-def _nomem() -> dict:
-    return {
-        "name": "nomem",
-        "trainable": ["*"],
-        "frozen": ["style"],
-        "loss": {
-            "mse": 1.0,
-            "velocity": 1.0,
-            "teacher_mse": 0.0,
-            "teacher_velocity": 0.0,
-            "mem": 0.0,
-            "align": 0.0,
-            "lip": 0.0,
-            "style": 0.0,
-            "ctc": 1.0,
-        },
-        "lr": 1e-4,
-        "init_from": None,
-        "teacher_forcing": False,
-        "triplets": False,
-        "init_exclude": [],
-        "model_overrides": {"style.enabled": False, "memory.enabled": False},
-    }
+def _nomem() -> StageConfig:
+    """The no-memory ablation: the model without memory (and style), mse + velocity + CTC."""
+    return StageConfig(
+        loss=LossWeights(teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0),
+        model={"style": {"enabled": False}, "memory": {"enabled": False}},
+    )
 
 
-_PRESETS = {"memorizing": _memorizing, "animating": _animating, "nomem": _nomem}
-_ALIASES = {"1": "memorizing", "stage1": "memorizing", "2": "animating", "stage2": "animating"}
+#: The built-in stages: name -> a function returning a fresh :class:`StageConfig`.
+PRESETS = {"memorizing": _memorizing, "animating": _animating, "nomem": _nomem}
+#: Other names of the presets accepted by ``stage=`` / ``--stage``.
+ALIASES = {"1": "memorizing", "stage1": "memorizing", "2": "animating", "stage2": "animating"}
 
 
 def stage_presets() -> list[str]:
     """Names of the built-in stage presets (aliases ``1``/``stage1`` and ``2``/``stage2`` also work)."""
-    return sorted(_PRESETS)
+    return sorted(PRESETS)
 
 
-def stage_preset(name: str) -> dict:
-    """The plain-dict StageConfig of preset ``name`` (``memorizing``, ``animating``, ``nomem``)."""
-    key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in _PRESETS:
-        raise ConfigError(f"unknown stage preset {name!r}; use one of {stage_presets()} (or 1 / 2)")
-    out = _PRESETS[key]()
-    out["preset"] = key
-    return out
+def stage_name(name: Any) -> str:
+    """A stage name with the aliases resolved (``2`` -> ``animating``)."""
+    text = str(name).strip()
+    return ALIASES.get(text.lower(), text)
+
+
+def _default_stages() -> dict[str, StageConfig]:
+    return {name: make() for name, make in PRESETS.items()}
 
 
 @dataclass
@@ -245,8 +198,7 @@ class OptimConfig:
     Attributes:
         batch_size: clips per micro-batch per device (padded, masked).
         accumulate_grad_batches: micro-batches per optimizer step.
-        max_epochs: epochs over the training split.
-        max_steps: stop after this many optimizer steps (None = ``max_epochs`` decides).
+        max_steps: stop after this many optimizer steps (None = the stage's ``max_epochs`` decides).
         optimizer: ``adam`` (the paper's) or ``adamw``.
         betas, weight_decay: optimizer settings.
         grad_clip: clip the global gradient norm to this value (None = no clipping).
@@ -260,7 +212,6 @@ class OptimConfig:
 
     batch_size: int = 1
     accumulate_grad_batches: int = 1
-    max_epochs: int = 100
     max_steps: int | None = None
     optimizer: str = "adam"
     betas: tuple[float, float] = (0.9, 0.999)
@@ -273,7 +224,7 @@ class OptimConfig:
     val_batch_size: int = 4
 
     def validate(self) -> None:
-        for key in ("batch_size", "accumulate_grad_batches", "max_epochs", "val_batch_size"):
+        for key in ("batch_size", "accumulate_grad_batches", "val_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"optim.{key} must be >= 1, got {getattr(self, key)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -383,66 +334,48 @@ class TrainConfig:
 
     Attributes:
         name: run name (used in ``output_dir`` via ``{name}``).
-        output_dir: root of the run; each stage writes into ``<output_dir>/<stage.name>/``
+        output_dir: root of the run; each stage writes into ``<output_dir>/<stage>/``
             (``last.pt``, ``best.pt``, ``config.yaml``, ``logs/``).
-        resume: continue from ``<output_dir>/<stage.name>/last.pt`` (same step, optimizer, data order).
-        stage_overrides: per preset, stage fields this config changes whenever that preset is selected
-            (``{animating: {lr: 3e-4, max_epochs: 4}}``), so one file serves both stages.
-        data, model, stage, optim, engine, checkpoint, logging: see their classes.
+        resume: continue from ``<output_dir>/<stage>/last.pt`` (same step, optimizer, data order).
+        stage: the name of the stage this run trains (a key of ``stages``).
+        stages: every stage's settings, by name (defaults: :data:`PRESETS`).
+        data, model, optim, engine, checkpoint, logging: see their classes. ``model`` is the model the
+            selected stage trains (its ``model`` requirements merged in by :func:`train_config_from_dict`).
     """
 
     name: str = "memorytalker"
     output_dir: str = "runs/{name}"
     resume: bool = False
+    stage: str = "memorizing"
+    stages: dict[str, StageConfig] = field(default_factory=_default_stages)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    stage: StageConfig = field(default_factory=lambda: from_dict(StageConfig, stage_preset("memorizing")))
-    stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LogConfig = field(default_factory=LogConfig)
 
+    @property
+    def current(self) -> StageConfig:
+        """The :class:`StageConfig` of the stage this run trains."""
+        return self.stages[self.stage]
+
     def validate(self) -> None:
-        for section in (
-            self.data,
-            self.model,
-            self.stage,
-            self.optim,
-            self.engine,
-            self.checkpoint,
-            self.logging,
-        ):
-            check = getattr(section, "validate", None)
-            if callable(check):
-                check()
-
-    @property
-    def max_epochs(self) -> int:
-        """``stage.max_epochs`` when set, else ``optim.max_epochs``."""
-        return self.stage.max_epochs if self.stage.max_epochs is not None else self.optim.max_epochs
-
-    # ------------------------------------------------------------------ the model this stage builds
-    @property
-    def effective_model(self) -> ModelConfig:
-        """``model`` with ``stage.model_overrides`` applied (validated): the model this stage trains."""
-        if not self.stage.model_overrides:
-            return self.model
-        nested: dict = {}
-        for key, value in _flatten(self.stage.model_overrides).items():
-            node = nested
-            *parents, leaf = key.split(".")
-            for k in parents:
-                node = node.setdefault(k, {})
-            node[leaf] = value
-        try:
-            model = from_dict(ModelConfig, deep_merge(to_dict(self.model), nested), "model")
-            validate = getattr(model, "validate", None)
-            if callable(validate):
-                validate()
-        except ConfigError as exc:
-            raise ConfigError(f"stage {self.stage.name!r} model_overrides: {exc}") from None
-        return model
+        if self.stage not in self.stages:
+            raise ConfigError(
+                f"stage {self.stage!r} is not defined; stages: {sorted(self.stages)} (add it under `stages:`)"
+            )
+        if not self.stage or any(c in self.stage for c in "/\\") or self.stage in (".", ".."):
+            raise ConfigError(f"stage name {self.stage!r} must be a plain folder name")
+        self.current.validate(self.stage)
+        for section in (self.data, self.model, self.optim, self.engine, self.checkpoint, self.logging):
+            section.validate()
+        wanted = deep_merge(to_dict(self.model), self.current.model)
+        if wanted != to_dict(self.model):
+            raise ConfigError(
+                f"stage {self.stage!r} needs model settings {self.current.model} that the model section lacks; "
+                "build configs with load_train_config / train_config_from_dict"
+            )
 
     # ------------------------------------------------------------------ resolved paths
     @property
@@ -457,62 +390,58 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        """``<output_dir>/<stage.name>``: this stage's checkpoints, logs and config."""
-        return self.output_root / self.stage.name
+        """``<output_dir>/<stage>``: this stage's checkpoints, logs and config."""
+        return self.output_root / self.stage
 
     @property
     def init_path(self) -> Path | None:
-        """``stage.init_from`` with ``{output_dir}`` / ``{name}`` filled in (None when unset)."""
-        if self.stage.init_from is None:
+        """The stage's ``init_from`` with ``{output_dir}`` / ``{name}`` filled in (None when unset)."""
+        init = self.current.init_from
+        if init is None:
             return None
         try:
-            return Path(self.stage.init_from.format(output_dir=str(self.output_root), name=self.name))
+            return Path(init.format(output_dir=str(self.output_root), name=self.name))
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
-                f"stage.init_from {self.stage.init_from!r}: bad placeholder ({exc}); use {{output_dir}} or {{name}}"
+                f"stages.{self.stage}.init_from {init!r}: bad placeholder ({exc}); use {{output_dir}} or {{name}}"
             ) from None
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def _expand_stage(data: dict) -> dict:
-    """Turn ``stage: <preset>`` / ``stage: {preset: <name>, ...}`` into a full stage mapping:
-    preset <- ``stage_overrides[<preset>]`` <- the stage mapping's own fields."""
-    stage = data.get("stage")
-    per_preset = data.get("stage_overrides") or {}
-    if not isinstance(per_preset, Mapping):
-        raise ConfigError(f"stage_overrides must map preset names to stage fields, got {per_preset!r}")
-    for name in per_preset:
-        stage_preset(str(name))  # unknown preset names are errors
-    if stage is None:
-        if not per_preset:
-            return data
-        stage = {"preset": "memorizing"}
-    if isinstance(stage, (str, int)) and not isinstance(stage, bool):
-        stage = {"preset": str(stage)}
-    if not isinstance(stage, Mapping):
-        raise ConfigError(f"stage must be a preset name ({stage_presets()}) or a mapping, got {stage!r}")
-    stage = dict(stage)
-    preset = stage.get("preset")
-    # Fields a stage does not give come from its preset; a stage without a preset starts from memorizing.
-    base = stage_preset(str(preset) if preset is not None else "memorizing")
-    if preset is not None:
-        extra = next(
-            (v for k, v in per_preset.items() if stage_preset(str(k))["preset"] == base["preset"]), None
-        )
-        if extra is not None:
-            if not isinstance(extra, Mapping):
-                raise ConfigError(f"stage_overrides.{base['preset']} must be a mapping of stage fields")
-            base = deep_merge(base, extra)
-    stage = deep_merge(base, {k: v for k, v in stage.items() if k != "preset"})
-    stage["preset"] = base["preset"] if preset is not None else None
-    out = dict(data)
-    out["stage"] = stage
-    return out
+def _split_stage_shorthand(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``key=value`` items into ``(plain, current-stage fields)``: ``stage.<field>=v`` is short for
+    ``stages.<selected stage>.<field>=v``."""
+    plain, short = [], []
+    for item in items:
+        key = item.split("=", 1)[0].strip()
+        if key.startswith("stage."):
+            short.append(item.strip()[len("stage.") :])
+        else:
+            plain.append(item)
+    return plain, short
 
 
 def train_config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
-    """A validated :class:`TrainConfig` from a plain mapping (e.g. a checkpoint's ``config``)."""
-    cfg = from_dict(TrainConfig, _expand_stage(dict(data)))
+    """A validated :class:`TrainConfig` from a plain mapping merged onto the defaults (a YAML file's
+    content, or a checkpoint's stored ``config``): aliases resolved, the selected stage's ``model``
+    requirements merged into ``model``, built once."""
+    merged = deep_merge(to_dict(TrainConfig()), data)
+    if not isinstance(merged.get("stage"), (str, int)) or isinstance(merged.get("stage"), bool):
+        raise ConfigError(
+            f"stage must be a stage name ({', '.join(sorted(merged.get('stages') or {}))}), got "
+            f"{merged.get('stage')!r}; per-stage settings go under `stages: {{<name>: {{...}}}}`"
+        )
+    merged["stage"] = stage_name(merged["stage"])
+    stages = merged.get("stages")
+    if not isinstance(stages, Mapping):
+        raise ConfigError(f"stages must map stage names to stage settings, got {stages!r}")
+    merged["stages"] = {stage_name(k): v for k, v in stages.items()}
+    current = merged["stages"].get(merged["stage"])
+    if isinstance(current, Mapping) and isinstance(current.get("model"), Mapping):
+        if not isinstance(merged.get("model"), Mapping):
+            raise ConfigError(f"model must be a mapping, got {merged.get('model')!r}")
+        merged["model"] = deep_merge(merged["model"], current["model"])
+    cfg = from_dict(TrainConfig, merged)
     cfg.validate()
     return cfg
 
@@ -520,41 +449,20 @@ def train_config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
 def load_train_config(
     path: str | Path | None = None, overrides: Sequence[str] = (), stage: str | None = None
 ) -> TrainConfig:
-    """Defaults <- YAML ``path`` <- ``stage`` preset (if given) <- ``key=value`` overrides; validated.
-
-    ``stage=<preset>`` (in ``overrides`` or as ``stage``) replaces the whole stage by that preset; other
-    ``stage.<field>=...`` overrides apply on top, in order.
-    """
+    """Defaults <- YAML ``path`` <- ``key=value`` overrides (``stage`` = the override ``stage=<name>``)."""
     data: dict = read_yaml(path) if path is not None else {}
-    data = _expand_stage(data)
     items = ([f"stage={stage}"] if stage is not None else []) + list(overrides)
-    for item in items:
-        key, _, raw = item.partition("=")
-        if key.strip() == "stage" and "=" in item:
-            data = _expand_stage({**data, "stage": raw.strip()})
-            continue
-        data = deep_merge(data, parse_overrides([item]))
-        data = _expand_stage(data)
+    plain, short = _split_stage_shorthand(items)
+    data = deep_merge(data, parse_overrides(plain))
+    if short:
+        selected = stage_name(data.get("stage", TrainConfig.stage))
+        data = deep_merge(data, {"stages": {selected: parse_overrides(short)}})
     return train_config_from_dict(data)
 
 
-def _flatten(data: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def config_to_dict(cfg: TrainConfig) -> dict:
-    """Plain, YAML/JSON-safe resolved config (stored in checkpoints and ``config.yaml``); its ``model`` is
-    the effective model (``stage.model_overrides`` applied), so it rebuilds exactly what was trained."""
-    out = to_dict(cfg)
-    out["model"] = to_dict(cfg.effective_model)
-    return out
+    """Plain, YAML/JSON-safe resolved config (stored in checkpoints and ``config.yaml``)."""
+    return to_dict(cfg)
 
 
 def diff_configs(a: Mapping, b: Mapping, prefix: str = "") -> list[str]:
@@ -568,8 +476,3 @@ def diff_configs(a: Mapping, b: Mapping, prefix: str = "") -> list[str]:
         elif va != vb:
             out.append(f"{path}: {va!r} -> {vb!r}")
     return out
-
-
-def replace_stage(cfg: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``cfg`` with stage fields changed (convenience for scripts and tests)."""
-    return dataclasses.replace(cfg, stage=dataclasses.replace(cfg.stage, **changes))

@@ -1,29 +1,32 @@
-"""Checkpoints: atomic writing, strict loading, partial (per parameter group) initialisation.
+"""Model I/O: the checkpoint format, written in one place (:func:`make_checkpoint`) and read strictly.
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain Python values, so it loads with
-``torch.load(weights_only=True)`` (no arbitrary code runs when a checkpoint is opened)::
+``torch.load(weights_only=True)`` (no code runs when a checkpoint is opened)::
 
-    format          "memorytalker-checkpoint/1"
-    model_state     the model's state_dict
-    optimizer       optimizer state_dict (None in exported files)
-    scheduler       lr scheduler state_dict
-    step            optimizer steps done
-    epoch           current epoch (0-based); batch_in_epoch: micro-batches of it already consumed
-    config          the resolved TrainConfig as a plain dict (config["model"] rebuilds the model)
-    topology        FaceTopology.to_state() with arrays as tensors
-    val_metrics     the latest validation metrics {name: float}
-    best_metric     best value of config["checkpoint"]["monitor"] so far (and best_step)
-    rng             torch / CUDA / numpy / python RNG states (exact resume)
-    dataset         name, fps, units and training subjects of the data it was trained on
+    format            "memorytalker-checkpoint/1"
+    model_state       the model's state_dict
+    config            the resolved config as a plain dict; config["model"] rebuilds the model
+                      (a training run stores its whole TrainConfig, an exported model at least "model")
+    topology          FaceTopology.to_state() with arrays as tensors
+    dataset           name, root, fps, units and training subjects of the data it was trained on (or None)
+    optimizer         optimizer state_dict (None in exported and best.pt files)
+    scheduler         lr scheduler state_dict (or None)
+    step, epoch, batch_in_epoch, train_state   training counters (0 / {} outside training)
+    val_metrics       the latest validation metrics {name: float}
+    best_metric, best_step, monitor            best value of the monitored validation metric so far
+    rng               RNG states for an exact resume (or None)
+    trainable_groups  parameter groups the stage trained
+    provenance        where an exported model came from (scripts/build_default_model.py), or None
 
 Files are written to a temporary name in the same folder and moved into place with ``os.replace``, so a
-kill during a save never leaves a truncated ``last.pt``/``best.pt``.
+kill during a save never leaves a truncated file. :func:`load_model` rebuilds the model of any registered
+kind (:mod:`memorytalker.models.builders`) and loads its weights strictly; :func:`load_init` initialises
+some parameter groups of a model from a checkpoint (stage 2 from stage 1).
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +36,22 @@ import numpy as np
 import torch
 
 from memorytalker.errors import CheckpointError, ConfigError, MemoryTalkerError
+from memorytalker.models.builders import build_model
 from memorytalker.topology import FaceTopology
 
 if TYPE_CHECKING:
+    from memorytalker.models.builders import TalkingFaceModel
     from memorytalker.models.config import ModelConfig
-    from memorytalker.models.memorytalker import MemoryTalker
 
 CHECKPOINT_FORMAT = "memorytalker-checkpoint/1"
 _MAX_NAMES = 12
+#: Model options removed from the config, with the value every remaining model behaves as (an old checkpoint
+#: with that value loads; another value is refused, since the model would behave differently).
+REMOVED_MODEL_OPTIONS = {
+    ("memory", "teacher_forcing"): None,  # training-only; now the stage's loss weights decide
+    ("memory", "text_dropout"): None,  # training-only (never applied at inference)
+    ("memory", "decode_from"): "text+memory",
+}
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -103,30 +114,6 @@ def topology_from_state(state: Mapping) -> FaceTopology:
         raise CheckpointError(f"checkpoint topology is invalid: {exc}") from exc
 
 
-# ---------------------------------------------------------------------------------------------- RNG
-def capture_rng() -> dict:
-    """Every RNG state that influences training (torch CPU, CUDA, numpy global, python ``random``)."""
-    np_state = np.random.get_state()  # noqa: NPY002 - the global state is what libraries use
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": random.getstate(),
-    }
-
-
-def restore_rng(state: Mapping) -> None:
-    """Restore what :func:`capture_rng` saved (CUDA states only when the device count matches)."""
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))  # noqa: NPY002
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
 # ---------------------------------------------------------------------------------------------- models
 def model_config_from_checkpoint(ckpt: Mapping, where: str = "checkpoint") -> ModelConfig:
     """The :class:`ModelConfig` stored in a checkpoint's resolved config."""
@@ -134,10 +121,10 @@ def model_config_from_checkpoint(ckpt: Mapping, where: str = "checkpoint") -> Mo
     from memorytalker.models.config import ModelConfig
 
     config = ckpt.get("config") or {}
-    if "model" not in config:
+    if not isinstance(config.get("model"), Mapping):
         raise CheckpointError(f"{where}: its config has no 'model' section")
     try:
-        cfg = from_dict(ModelConfig, config["model"], "model")
+        cfg = from_dict(ModelConfig, migrate_model_config(config["model"], where), "model")
         validate = getattr(cfg, "validate", None)
         if callable(validate):
             validate()
@@ -178,25 +165,9 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
     model.load_state_dict(dict(state), strict=True)
 
 
-def build_model(model_cfg: ModelConfig, topology: FaceTopology, load_pretrained: bool = True) -> MemoryTalker:
-    """``MemoryTalker(model_cfg, topology)``; ``load_pretrained=False`` skips reading pretrained backbone
-    weights (used when a checkpoint supplies every weight anyway)."""
-    from memorytalker.models.memorytalker import MemoryTalker
-
-    if not load_pretrained:
-        backbone = getattr(model_cfg, "backbone", None)
-        if backbone is not None and hasattr(backbone, "pretrained"):
-            import dataclasses
-
-            model_cfg = dataclasses.replace(
-                model_cfg, backbone=dataclasses.replace(backbone, pretrained=False)
-            )
-    return MemoryTalker(model_cfg, topology)
-
-
 def load_model(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[MemoryTalker, FaceTopology, ModelConfig]:
+) -> tuple[TalkingFaceModel, FaceTopology, ModelConfig]:
     """Rebuild the model of a checkpoint and load its weights strictly (eval mode, on ``device``).
 
     Returns:
@@ -213,32 +184,6 @@ def load_model(
     model.to(device)
     model.eval()
     return model, topology, cfg
-
-
-def save_model_checkpoint(
-    path: str | Path,
-    model: torch.nn.Module,
-    topology: FaceTopology,
-    model_config: ModelConfig,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a weights-only checkpoint (no optimizer) that :func:`load_model` reads: for models built or
-    converted outside :func:`~memorytalker.training.engine.train`."""
-    from memorytalker.config import to_dict
-
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": None,
-        "step": 0,
-        "epoch": 0,
-        "config": {"model": to_dict(model_config)},
-        "topology": topology_to_state(topology),
-        "val_metrics": {},
-        "best_metric": None,
-    }
-    ckpt.update(dict(extra or {}))
-    return atomic_save(ckpt, path)
 
 
 # ---------------------------------------------------------------------------------------------- init_from
@@ -317,7 +262,7 @@ def load_init(model: torch.nn.Module, path: str | Path, exclude: Sequence[str] =
     state = ckpt["model_state"]
     all_groups = model.parameter_groups()
     report = InitReport(path=path, groups=[], tensors=0, step=ckpt.get("step"))
-    report.stage = (ckpt.get("config") or {}).get("stage", {}).get("name")
+    report.stage = checkpoint_stage(ckpt)
     unknown = sorted(set(exclude) - set(all_groups))
     if unknown:
         raise ConfigError(
@@ -358,3 +303,93 @@ def load_init(model: torch.nn.Module, path: str | Path, exclude: Sequence[str] =
     report.tensors = len(wanted)
     report.kept = sorted(exclude)
     return report
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def make_checkpoint(
+    model: torch.nn.Module,
+    topology: FaceTopology,
+    config: Mapping[str, Any] | None = None,
+    *,
+    dataset: Mapping[str, Any] | None = None,
+    optimizer: Mapping[str, Any] | None = None,
+    scheduler: Mapping[str, Any] | None = None,
+    train_state: Mapping[str, Any] | None = None,
+    monitor: str | None = None,
+    rng: Mapping[str, Any] | None = None,
+    trainable_groups: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
+) -> dict:
+    """The checkpoint dictionary (see the module docstring): every writer of checkpoints uses this.
+
+    Args:
+        config: plain resolved config with at least a ``model`` section (None = ``{"model": model.cfg}``:
+            an exported model).
+        train_state: training counters (``step``, ``epoch``, ``batch_in_epoch``, ``val_metrics``,
+            ``best_metric``, ``best_step``, ...); absent = an exported model.
+    """
+    if config is None:
+        from memorytalker.config import to_dict
+
+        config = {"model": to_dict(model.cfg)}
+    if not isinstance(config.get("model"), Mapping):
+        raise CheckpointError("a checkpoint's config needs a 'model' section")
+    state = dict(train_state or {})
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": dict(config),
+        "topology": topology_to_state(topology),
+        "dataset": None if dataset is None else dict(dataset),
+        "optimizer": None if optimizer is None else optimizer,
+        "scheduler": None if scheduler is None else scheduler,
+        "step": int(state.get("step", 0)),
+        "epoch": int(state.get("epoch", 0)),
+        "batch_in_epoch": int(state.get("batch_in_epoch", 0)),
+        "train_state": state,
+        "val_metrics": dict(state.get("val_metrics") or {}),
+        "best_metric": state.get("best_metric"),
+        "best_step": state.get("best_step"),
+        "monitor": monitor,
+        "rng": None if rng is None else dict(rng),
+        "trainable_groups": list(trainable_groups),
+        "provenance": None if provenance is None else dict(provenance),
+    }
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    topology: FaceTopology,
+    config: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """:func:`make_checkpoint` written atomically to ``path`` (``extra`` as its keyword arguments)."""
+    return atomic_save(make_checkpoint(model, topology, config, **extra), path)
+
+
+def checkpoint_stage(ckpt: Mapping) -> str | None:
+    """The name of the stage that wrote a checkpoint (None for exported models)."""
+    stage = (ckpt.get("config") or {}).get("stage")
+    if isinstance(stage, Mapping):  # checkpoints written before stages became a name
+        stage = stage.get("name")
+    return None if stage is None else str(stage)
+
+
+def migrate_model_config(model: Mapping[str, Any], where: str) -> dict:
+    """A stored model config without the options this version removed (:data:`REMOVED_MODEL_OPTIONS`).
+
+    Raises:
+        CheckpointError: the checkpoint used a removed option with a value whose behaviour no longer exists.
+    """
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in model.items()}
+    for (section, key), kept in REMOVED_MODEL_OPTIONS.items():
+        part = out.get(section)
+        if isinstance(part, dict) and key in part:
+            value = part.pop(key)
+            if kept is not None and value != kept:
+                raise CheckpointError(
+                    f"{where}: its model uses model.{section}.{key}={value!r}, an option this version removed "
+                    f"(only {kept!r} remains); retrain it or use an older memorytalker"
+                )
+    return out

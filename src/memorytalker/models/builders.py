@@ -1,0 +1,77 @@
+"""Model kinds: ``model.kind`` selects the architecture a :class:`~memorytalker.models.config.ModelConfig`
+builds. One kind is registered today, ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`);
+another architecture is added as a kind (a builder here plus its config section), not as a fork of the
+trainer, the inference API or the server, which only use the :class:`TalkingFaceModel` contract below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from memorytalker.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from memorytalker.models.config import ModelConfig
+    from memorytalker.topology import FaceTopology
+
+
+class TalkingFaceModel(Protocol):
+    """What training, evaluation, inference and serving need of a model kind (a ``torch.nn.Module``).
+
+    * ``cfg`` (its :class:`ModelConfig`), ``topology`` (the :class:`FaceTopology` it predicts),
+      ``motion_scale`` (a buffer: the motion unit) and ``set_motion_scale(value)``;
+    * ``parameter_groups() -> {name: [parameters]}`` (every parameter in exactly one group; stages train
+      groups by name);
+    * ``forward(batch, teacher_forcing=False)`` -> an output with ``vertices`` ``(B, T, V, 3)`` and
+      ``frame_mask`` ``(B, T)`` (plus what its losses read);
+    * ``predict(audio (B, S), audio_lengths (B,), templates (B, V, 3), num_frames=None) -> (B, T, V, 3)``:
+      inference from audio and neutral templates only.
+    """
+
+    cfg: Any
+    topology: Any
+    motion_scale: torch.Tensor
+
+    def set_motion_scale(self, value: float) -> None: ...
+
+    def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]: ...
+
+    def predict(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        templates: torch.Tensor,
+        num_frames: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+
+def _memorytalker(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+    from memorytalker.models.memorytalker import MemoryTalker
+
+    return MemoryTalker(cfg, topology)
+
+
+#: ``model.kind`` -> builder ``(ModelConfig, FaceTopology) -> model``. Its keys are
+#: :data:`memorytalker.models.config.MODEL_KINDS`.
+BUILDERS: dict[str, Callable[[ModelConfig, FaceTopology], TalkingFaceModel]] = {"memorytalker": _memorytalker}
+
+
+def build_model(cfg: ModelConfig, topology: FaceTopology, load_pretrained: bool = True) -> TalkingFaceModel:
+    """The model of kind ``cfg.kind`` for ``topology``.
+
+    Args:
+        load_pretrained: False skips reading pretrained backbone weights (when a checkpoint supplies every
+            weight anyway).
+
+    Raises:
+        ConfigError: an unknown kind (the message lists the registered ones) or an invalid config.
+    """
+    if cfg.kind not in BUILDERS:
+        raise ConfigError(f"model.kind {cfg.kind!r} is not a registered model kind: {sorted(BUILDERS)}")
+    if not load_pretrained and cfg.backbone.pretrained:
+        cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=False))
+    return BUILDERS[cfg.kind](cfg, topology)
