@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from memorytalker import metrics as M
-    from memorytalker.evaluation.report import evaluate_dir, evaluate_predictions
+    from memorytalker.evaluation.scoring import evaluate_dir, evaluate_predictions
 
     print(f"cores available: {len(os.sched_getaffinity(0))}")
     if not args.skip_cold:

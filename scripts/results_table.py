@@ -16,7 +16,7 @@ import numpy as np
 from labelled import label_path
 
 from memorytalker.data import load_dataset
-from memorytalker.evaluation.report import evaluate_predictions
+from memorytalker.evaluation.scoring import evaluate_predictions
 
 #: (report key, header, multiplier): the display scales of docs/METRICS.md for data in metres.
 COLUMNS = [

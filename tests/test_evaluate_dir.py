@@ -13,7 +13,7 @@ import yaml
 
 from memorytalker.cli import main
 from memorytalker.evaluation.metrics import MetricError, clip_metrics
-from memorytalker.evaluation.report import evaluate_dir
+from memorytalker.evaluation.scoring import evaluate_dir
 from memorytalker.topology import FaceTopology
 
 V = 12

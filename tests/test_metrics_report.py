@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memorytalker.evaluation.metrics import MetricError, fdd, fve, ldtw, lip_max, lve
+from memorytalker.evaluation.metrics import ClipMetrics, MetricError, fdd, fve, ldtw, lip_max, lve
 from memorytalker.evaluation.report import (
     DEFINITIONS_VERSION,
     ClipResult,
@@ -18,11 +18,11 @@ from memorytalker.evaluation.report import (
     clip_means,
     display_scales,
     evaluate_clip,
-    evaluate_predictions,
     format_report,
     per_subject,
     reduce_results,
 )
+from memorytalker.evaluation.scoring import evaluate_predictions
 from memorytalker.topology import FaceTopology
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -86,7 +86,7 @@ def test_pooling_is_frame_weighted():
 
 def test_fdd_signed_and_absolute():
     def r(cid, value):
-        return ClipResult(cid, "s", 0.0, 0.0, 0.0, value, 0.0, 5, 5, 5)
+        return ClipResult(cid, "s", ClipMetrics(0.0, 0.0, 0.0, value, 0.0, 5, 5, 5))
 
     pooled = reduce_results([r("s_1", 2.0), r("s_2", -1.0)])
     assert pooled.fdd == pytest.approx(0.5) and pooled.fdd_abs == pytest.approx(1.5)
@@ -106,7 +106,7 @@ def test_per_subject():
 def test_reducer_errors():
     with pytest.raises(MetricError, match="no clips"):
         reduce_results([])
-    r = ClipResult("x_1", "x", 0.0, 0.0, 0.0, 0.0, 0.0, 1, 1, 1)
+    r = ClipResult("x_1", "x", ClipMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 1, 1, 1))
     with pytest.raises(MetricError, match="more than once"):
         reduce_results([r, r])
 

@@ -380,11 +380,11 @@ class _Gate:
     def fps(self):
         return self.inner.fps
 
-    def animate(self, audio, template=None):
+    def animate(self, audio, sample_rate=None, template=None):
         assert self.open.wait(30)
         if self.fail_with is not None:
             raise self.fail_with
-        return self.inner.animate(audio, template=template)
+        return self.inner.animate(audio, sample_rate=sample_rate, template=template)
 
 
 def test_concurrency_limit_and_busy_answer(animator, settings):

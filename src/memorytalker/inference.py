@@ -109,7 +109,8 @@ class Animator:
 
     Args:
         checkpoint: a checkpoint from ``memorytalker train`` (None = the bundled default model).
-        device: torch device (``"cpu"``, ``"cuda"``...).
+        device: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``
+            (:func:`memorytalker.device.resolve_device`: a device this machine lacks is a clear error).
 
     Attributes:
         topology: the model's :class:`FaceTopology` (``faces`` for rendering, reference mesh).
@@ -117,14 +118,13 @@ class Animator:
         model, config: the :class:`~memorytalker.models.memorytalker.MemoryTalker` and its config.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
-        import torch
-
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
+        from memorytalker.device import resolve_device
         from memorytalker.models.loaders import load_model
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.checkpoint = path
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model, self.topology, self.config = load_model(path, self.device)
         self.model.eval()
 

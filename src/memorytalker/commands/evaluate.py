@@ -9,7 +9,9 @@ HELP = "score a checkpoint on a dataset split: five metrics per subject and pool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", "-k", required=True, help="checkpoint file (best.pt / last.pt)")
+    from memorytalker.commands._common import add_checkpoint_argument, add_device_argument
+
+    add_checkpoint_argument(parser, required=True)
     parser.add_argument("--data", "-d", required=True, help="processed dataset folder (docs/LAYOUT.md)")
     parser.add_argument("--split", default="test", help="split to score (default: test)")
     parser.add_argument(
@@ -23,14 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot-clips", type=int, default=3, help="clips in the lip-opening plot (0 = no plot)"
     )
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1...")
+    add_device_argument(parser)
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
-    from memorytalker.evaluation.checkpoint import evaluate_checkpoint
     from memorytalker.evaluation.report import format_report
+    from memorytalker.evaluation.scoring import evaluate_checkpoint
 
     report = evaluate_checkpoint(
         args.checkpoint,

@@ -39,7 +39,8 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from memorytalker.evaluation.report import evaluate_dir, format_report, summary_notes
+    from memorytalker.evaluation.report import format_report
+    from memorytalker.evaluation.scoring import evaluate_dir, summary_notes
 
     report = evaluate_dir(
         args.pred_dir,

@@ -17,7 +17,7 @@ FORMATS = ("glb", "obj", "ply", "npy")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from memorytalker.render.inputs import add_mesh_arguments
+    from memorytalker.commands._common import add_mesh_arguments
 
     parser.add_argument("vertices", help="(T, V, 3) or (T, V*3) .npy vertex file")
     add_mesh_arguments(parser, required=False)
@@ -52,13 +52,13 @@ def main(args: argparse.Namespace) -> int:
     from memorytalker.commands.render import MESH_DEFAULT_FPS
     from memorytalker.errors import MemoryTalkerError
     from memorytalker.render import export_glb, export_npy, export_sequence
-    from memorytalker.render.inputs import load_vertex_file, read_mesh_source
+    from memorytalker.render.inputs import load_vertex_file, mesh_source
 
     out = Path(args.out)
     fmt = args.format or {".glb": "glb", ".npy": "npy"}.get(out.suffix.lower())
     if fmt is None:
         raise MemoryTalkerError(f"cannot tell the format from {out}: give --format ({', '.join(FORMATS)})")
-    source = read_mesh_source(args)
+    source = mesh_source(args.mesh, args.topology, args.data, args.layout)
     if source is None and fmt != "npy":
         raise MemoryTalkerError(f"--format {fmt} needs the triangles: give --mesh, --topology or --data")
     vertices = load_vertex_file(args.vertices, source)

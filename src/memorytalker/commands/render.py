@@ -16,7 +16,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from memorytalker.render.inputs import add_mesh_arguments
+    from memorytalker.commands._common import add_mesh_arguments
 
     parser.add_argument("vertices", help="(T, V, 3) or (T, V*3) .npy vertex file")
     add_mesh_arguments(parser)
@@ -54,9 +54,9 @@ MESH_DEFAULT_FPS = 30.0
 def main(args: argparse.Namespace) -> int:
     from memorytalker.errors import MemoryTalkerError
     from memorytalker.render import render_video
-    from memorytalker.render.inputs import load_vertex_file, read_mesh_source
+    from memorytalker.render.inputs import load_vertex_file, mesh_source
 
-    source = read_mesh_source(args)
+    source = mesh_source(args.mesh, args.topology, args.data, args.layout)
     vertices = load_vertex_file(args.vertices, source)
     gt = load_vertex_file(args.gt, source, what="ground-truth") if args.gt else None
     if (args.lip_plot or args.lip_plot_png) and source.topology is None:

@@ -16,12 +16,15 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from memorytalker.commands._common import add_checkpoint_argument, add_device_argument
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: local only)"
     )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the embedded model)")
+    add_checkpoint_argument(parser)
+    add_device_argument(parser)
     parser.add_argument(
         "--max-seconds", type=float, default=60.0, help="longest recording accepted, in seconds (default 60)"
     )
@@ -61,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_queued=args.max_queued,
         output_dir=args.output_dir,
+        device=args.device,
     )
     settings.validate()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
@@ -69,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     from memorytalker.serve.app import create_app, load_animator
 
     print(f"loading the model ({settings.checkpoint or 'embedded default'}) ...", flush=True)
-    animator = load_animator(settings.checkpoint)
+    animator = load_animator(settings.checkpoint, settings.device)
     app = create_app(settings, animator=animator)
     print(f"memorytalker: open http://{_url_host(settings.host)}:{settings.port}/ in a browser", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -16,9 +16,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "--config", "-c", default=None, help="YAML config (configs/*.yaml); omitted = defaults"
-    )
+    parser.add_argument("--config", default=None, help="YAML config (configs/*.yaml); omitted = defaults")
     parser.add_argument(
         "--stage",
         default=None,

@@ -9,8 +9,6 @@
   units (``"m"`` or ``"mm"``, from ``dataset.yaml``; never guessed from values).
 * :func:`build_report` -> a JSON-ready dict (pooled, clip means, per subject, per clip, units, display
   scales, definitions version); :func:`format_report` prints it as a table.
-* :func:`evaluate_predictions` scores in-memory predictions; :func:`evaluate_dir` scores
-  ``PRED_DIR/<clip_id>.npy`` files against a dataset split (``memorytalker evaluate-dir``).
 
 Raw values in the report are always in the data's units (m, m² / mm, mm²); only the ``display`` block and
 :func:`format_report` apply scales.
@@ -19,14 +17,18 @@ Raw values in the report are always in the data's units (m, m² / mm, mm²); onl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence, clip_metrics
+from memorytalker.evaluation.metrics import (
+    ArrayLike,
+    ClipMetrics,
+    MetricError,
+    clip_metrics,
+)
 from memorytalker.topology import FaceTopology
 
 __all__ = [
@@ -39,13 +41,10 @@ __all__ = [
     "clip_means",
     "display_scales",
     "evaluate_clip",
-    "evaluate_dir",
-    "evaluate_predictions",
     "format_report",
     "metric_units",
     "per_subject",
     "reduce_results",
-    "summary_notes",
 ]
 
 #: Version of the metric definitions (docs/METRICS.md); bump when any formula or reduction changes.
@@ -94,24 +93,20 @@ _SCALES: dict[str, dict[str, tuple[float, str]]] = {
 # ---------------------------------------------------------------------------------------------- per clip
 @dataclass(frozen=True)
 class ClipResult:
-    """The five metrics of one clip (data units) with its ids and frame counts.
-
-    ``frames = min(pred_frames, gt_frames)`` is the clip's weight in the frame-pooled metrics.
-    """
+    """One scored clip: its ids, the five metrics (:class:`~memorytalker.evaluation.metrics.ClipMetrics`,
+    data units, with the frame counts; ``frames = min(pred_frames, gt_frames)`` is the clip's weight in the
+    frame-pooled metrics) and, when phone timings were available, its lip-sync measures."""
 
     clip_id: str
     subject: str
-    fve: float
-    lve: float
-    lip_max: float
-    fdd: float
-    ldtw: float
-    frames: int
-    pred_frames: int
-    gt_frames: int
+    metrics: ClipMetrics
+    lipsync: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat JSON-ready view: ids, the five metrics and frame counts, and ``lipsync`` (or None)."""
+        out: dict[str, Any] = {"clip_id": self.clip_id, "subject": self.subject, **self.metrics.to_dict()}
+        out["lipsync"] = None if self.lipsync is None else self.lipsync.to_dict()
+        return out
 
 
 def evaluate_clip(
@@ -132,7 +127,7 @@ def evaluate_clip(
         m = clip_metrics(pred, gt, template, lips, upper)
     except MetricError as exc:
         raise MetricError(f"clip {clip_id}: {exc}") from None
-    return ClipResult(clip_id=clip_id, subject=subject, **m.to_dict())
+    return ClipResult(clip_id=clip_id, subject=subject, metrics=m)
 
 
 # ---------------------------------------------------------------------------------------------- reducers
@@ -174,12 +169,12 @@ def reduce_results(results: Sequence[ClipResult]) -> Summary:
     ``Σ_c frames_c · m_c / Σ_c frames_c``.
     """
     _check_results(results)
-    w = np.array([r.frames for r in results], dtype=np.float64)
+    w = np.array([r.metrics.frames for r in results], dtype=np.float64)
 
     def pooled(name: str) -> float:
-        return float(np.dot(w, [getattr(r, name) for r in results]) / w.sum())
+        return float(np.dot(w, [getattr(r.metrics, name) for r in results]) / w.sum())
 
-    fdds = np.array([r.fdd for r in results], dtype=np.float64)
+    fdds = np.array([r.metrics.fdd for r in results], dtype=np.float64)
     return Summary(
         clips=len(results),
         frames=int(w.sum()),
@@ -188,7 +183,7 @@ def reduce_results(results: Sequence[ClipResult]) -> Summary:
         lip_max=pooled("lip_max"),
         fdd=float(fdds.mean()),
         fdd_abs=float(np.abs(fdds).mean()),
-        ldtw=float(np.mean([r.ldtw for r in results])),
+        ldtw=float(np.mean([r.metrics.ldtw for r in results])),
     )
 
 
@@ -197,16 +192,16 @@ def clip_means(results: Sequence[ClipResult]) -> Summary:
     _check_results(results)
 
     def mean(name: str) -> float:
-        return float(np.mean([getattr(r, name) for r in results]))
+        return float(np.mean([getattr(r.metrics, name) for r in results]))
 
     return Summary(
         clips=len(results),
-        frames=int(sum(r.frames for r in results)),
+        frames=int(sum(r.metrics.frames for r in results)),
         fve=mean("fve"),
         lve=mean("lve"),
         lip_max=mean("lip_max"),
         fdd=mean("fdd"),
-        fdd_abs=float(np.mean([abs(r.fdd) for r in results])),
+        fdd_abs=float(np.mean([abs(r.metrics.fdd) for r in results])),
         ldtw=mean("ldtw"),
     )
 
@@ -340,172 +335,3 @@ def format_report(report: Mapping[str, Any]) -> str:
         for subj, s in report["per_subject"].items():
             lines.append(row(f"  {subj}", s))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------- drivers
-def evaluate_predictions(
-    preds: Mapping[str, ArrayLike],
-    gts: Mapping[str, ArrayLike],
-    subjects: Mapping[str, str],
-    topology: FaceTopology,
-    templates: Mapping[str, ArrayLike],
-    units: str,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Score in-memory predictions and return the :func:`build_report` dict.
-
-    Args:
-        preds, gts: ``{clip_id: (T, V, 3) or (T, V*3)}``; every clip of ``preds`` needs a ground truth.
-        subjects: ``{clip_id: subject}``.
-        topology: supplies the ``lips`` and ``upper_face`` indices and ``V``.
-        templates: ``{clip_id or subject: (V, 3)}`` neutral meshes (a clip-id key wins over its subject).
-        units: vertex units of the data (``"m"``, ``"mm"``).
-        progress: show a tqdm progress bar.
-    """
-    from tqdm.auto import tqdm
-
-    missing = [c for c in preds if c not in gts]
-    if missing:
-        raise MetricError(f"{len(missing)} prediction(s) without ground truth: {missing[:10]}")
-    results = []
-    for cid in tqdm(list(preds), desc="metrics", disable=not progress, dynamic_ncols=True):
-        if cid not in subjects:
-            raise MetricError(f"clip {cid}: no subject given")
-        subject = subjects[cid]
-        tpl = templates.get(cid)
-        if tpl is None:
-            tpl = templates.get(subject)
-        if tpl is None:
-            raise MetricError(f"clip {cid}: no template for the clip or its subject {subject!r}")
-        _check_vertex_count(preds[cid], topology, f"prediction for clip {cid}")
-        results.append(
-            evaluate_clip(cid, subject, preds[cid], gts[cid], tpl, topology.lips, topology.upper_face)
-        )
-    return build_report(results, units, topology)
-
-
-def _check_vertex_count(arr: ArrayLike, topology: FaceTopology, what: str) -> None:
-    shape = tuple(getattr(arr, "shape", None) or np.shape(arr))
-    v = topology.num_vertices
-    if len(shape) == 3 and shape[2] == 3:
-        got = shape[1]
-    elif len(shape) == 2 and shape[1] % 3 == 0:
-        got = shape[1] // 3
-    else:
-        raise MetricError(f"{what}: expected (T, V, 3) or (T, V*3) vertices, got shape {shape}")
-    if got != v:
-        raise MetricError(
-            f"{what}: {got} vertices per frame, but topology {topology.name!r} of the dataset has {v}"
-        )
-
-
-def _load_prediction(path: Path, topology: FaceTopology) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise MetricError(f"cannot read prediction {path}: {exc}") from exc
-    _check_vertex_count(arr, topology, f"prediction {path}")
-    return as_vertex_sequence(arr, f"prediction {path}", topology.num_vertices)
-
-
-def evaluate_dir(
-    pred_dir: str | Path,
-    data_dir: str | Path,
-    split: str = "test",
-    layout: str | Path | None = None,
-    topology: FaceTopology | str | Path | None = None,
-    allow_missing: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Score ``pred_dir/<clip_id>.npy`` predictions against the ground truth of a dataset split.
-
-    Args:
-        pred_dir: folder of ``<clip_id>.npy`` arrays, ``(T, V, 3)`` or ``(T, V*3)``, at the dataset fps.
-        data_dir: processed dataset folder (docs/LAYOUT.md); ``layout`` for folders without dataset.yaml.
-        split: the split whose clips are scored.
-        topology: a :class:`FaceTopology` or ``topology.npz`` overriding the dataset's own.
-        allow_missing: score the clips that have a prediction and list the others in the report, instead
-            of raising :class:`MetricError` listing them.
-        progress: show a tqdm progress bar.
-
-    Returns:
-        The :func:`build_report` dict plus ``data`` (root, split, fps, clip counts), ``predictions`` (dir,
-        missing clips, ignored files) and ``length_mismatch`` (clips whose prediction and ground-truth
-        lengths differ by more than one frame).
-    """
-    from tqdm.auto import tqdm
-
-    from memorytalker.data import load_dataset
-
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise MetricError(f"prediction folder not found: {pred_dir}")
-    index = load_dataset(data_dir, layout=layout, topology=topology)
-    topo = index.topology
-    records = index.clips(split)
-    files = {p.stem: p for p in sorted(pred_dir.glob("*.npy")) if p.is_file()}
-    split_ids = {r.clip_id for r in records}
-    missing = [r.clip_id for r in records if r.clip_id not in files]
-    ignored = sorted(set(files) - split_ids)
-    if missing and not allow_missing:
-        raise MetricError(
-            f"{len(missing)} of {len(records)} clips of split {split!r} have no prediction in {pred_dir}: "
-            + ", ".join(f"{c}.npy" for c in missing[:20])
-            + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
-            + " (use --allow-missing to score the others)"
-        )
-    todo = [r for r in records if r.clip_id in files]
-    if not todo:
-        raise MetricError(f"no prediction in {pred_dir} matches a clip of split {split!r}")
-    results, mismatch = [], []
-    for rec in tqdm(todo, desc=f"evaluate-dir {split}", disable=not progress, dynamic_ncols=True):
-        pred = _load_prediction(files[rec.clip_id], topo)
-        gt = index.load_vertices(rec)
-        res = evaluate_clip(
-            rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
-        )
-        if abs(res.pred_frames - res.gt_frames) > 1:
-            mismatch.append(
-                {"clip_id": rec.clip_id, "pred_frames": res.pred_frames, "gt_frames": res.gt_frames}
-            )
-        results.append(res)
-    extra = {
-        "data": {
-            "root": str(data_dir),
-            "layout": None if layout is None else str(layout),
-            "split": split,
-            "fps": index.fps,
-            "clips_in_split": len(records),
-            "clips_evaluated": len(results),
-        },
-        "predictions": {"dir": str(pred_dir), "missing": missing, "ignored": ignored},
-        "length_mismatch": mismatch,
-    }
-    return build_report(results, index.units, topo, extra)
-
-
-def summary_notes(report: Mapping[str, Any]) -> list[str]:
-    """Human-readable notes on missing / ignored predictions and length mismatches of an evaluate_dir report."""
-    notes = []
-    preds = report.get("predictions") or {}
-    if preds.get("missing"):
-        m = preds["missing"]
-        notes.append(f"not evaluated ({len(m)} clip(s) without a prediction): {_short(m)}")
-    if preds.get("ignored"):
-        ig = preds["ignored"]
-        notes.append(
-            f"ignored {len(ig)} prediction file(s) not in split {report['data']['split']!r}: {_short(ig)}"
-        )
-    mm = report.get("length_mismatch") or []
-    if mm:
-        notes.append(
-            f"warning: {len(mm)} clip(s) differ from the ground truth by more than one frame (truncated to the "
-            "shorter; is the prediction at the dataset fps?): "
-            + _short([f"{d['clip_id']} ({d['pred_frames']} vs {d['gt_frames']})" for d in mm])
-        )
-    return notes
-
-
-def _short(items: Iterable[str], n: int = 8) -> str:
-    items = list(items)
-    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")

@@ -1,4 +1,5 @@
-"""Command-line inputs shared by ``memorytalker render`` and ``memorytalker export``.
+"""Inputs of ``memorytalker render`` and ``memorytalker export`` (their argparse wiring is in
+:mod:`memorytalker.commands._common`).
 
 A vertex file (``.npy``, ``(T, V, 3)`` or ``(T, V*3)``) plus exactly one source of triangles: a mesh
 file (``--mesh``), a ``topology.npz`` (``--topology``) or a processed dataset folder (``--data``,
@@ -7,7 +8,6 @@ docs/LAYOUT.md). The vertex count must match the mesh's; the error names both co
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,40 +29,32 @@ class MeshSource:
     description: str = ""
 
 
-def add_mesh_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--mesh`` | ``--topology`` | ``--data`` (one of them) and ``--layout``."""
-    group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--mesh", help="mesh file (.ply/.obj) of the vertices' topology (same vertex order)")
-    group.add_argument("--topology", help="topology.npz (FaceTopology.save): mesh, fps and regions")
-    group.add_argument(
-        "--data", help="processed dataset folder (docs/LAYOUT.md): its topology, fps and units"
-    )
-    parser.add_argument(
-        "--layout",
-        default=None,
-        help="with --data, for folders without dataset.yaml: vocaset, biwi or a YAML",
-    )
-
-
-def read_mesh_source(args: argparse.Namespace) -> MeshSource | None:
-    """The :class:`MeshSource` named by ``--mesh``/``--topology``/``--data`` (None when none is given)."""
+def mesh_source(
+    mesh: str | Path | None = None,
+    topology: str | Path | None = None,
+    data: str | Path | None = None,
+    layout: str | None = None,
+) -> MeshSource | None:
+    """The :class:`MeshSource` of one of a mesh file, a ``topology.npz`` or a dataset folder (None when
+    none is given; giving several is an error)."""
     from memorytalker.topology import load_mesh
 
-    if getattr(args, "mesh", None):
-        verts, faces = load_mesh(args.mesh)
-        return MeshSource(faces, verts.shape[0], description=f"mesh {args.mesh}")
-    if getattr(args, "topology", None):
-        topo = FaceTopology.load(args.topology)
-        return MeshSource(
-            topo.faces, topo.num_vertices, topo, topo.fps, description=f"topology {args.topology}"
-        )
-    if getattr(args, "data", None):
+    given = [n for n, v in (("mesh", mesh), ("topology", topology), ("data", data)) if v]
+    if len(given) > 1:
+        raise MemoryTalkerError(f"give one source of triangles, not {' and '.join(given)}")
+    if mesh:
+        verts, faces = load_mesh(mesh)
+        return MeshSource(faces, verts.shape[0], description=f"mesh {mesh}")
+    if topology:
+        topo = FaceTopology.load(topology)
+        return MeshSource(topo.faces, topo.num_vertices, topo, topo.fps, description=f"topology {topology}")
+    if data:
         from memorytalker.data.layout import load_dataset
 
-        index = load_dataset(args.data, layout=args.layout)
+        index = load_dataset(data, layout=layout)
         topo = index.topology
         return MeshSource(
-            topo.faces, topo.num_vertices, topo, index.fps, index.units, description=f"dataset {args.data}"
+            topo.faces, topo.num_vertices, topo, index.fps, index.units, description=f"dataset {data}"
         )
     return None
 

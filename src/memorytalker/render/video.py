@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.render.errors import RenderError
 from memorytalker.topology import FaceTopology
 
@@ -35,7 +36,7 @@ def video_frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
 
 
 def _load_audio(audio, sample_rate: int) -> tuple[np.ndarray, int]:
-    from memorytalker.data.audio import SAMPLE_RATE, load_audio
+    from memorytalker.data.audio import load_audio
 
     if isinstance(audio, (str, Path)):
         return load_audio(audio), SAMPLE_RATE
@@ -66,7 +67,7 @@ class VideoWriter:
         height: int,
         fps: float,
         audio: np.ndarray | None = None,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         crf: int = 20,
         preset: str = "veryfast",
     ) -> None:
@@ -176,7 +177,7 @@ def write_video(
     height: int,
     fps: float,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     total: int | None = None,
     progress: bool = True,
     desc: str = "render",
@@ -213,7 +214,7 @@ def render_video(
     fps: float,
     out_path: str | Path,
     audio: np.ndarray | str | Path | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     size: int = 512,
     ground_truth: np.ndarray | None = None,
     lip_plot: bool = False,

@@ -4,24 +4,28 @@ Routes (every error is JSON ``{"error": "..."}`` with a 4xx/5xx status; the serv
 
 * ``GET /`` - the page (``static/index.html``); ``/static/...`` its script, style and vendored three.js.
 * ``GET /api/info`` - limits the page shows: ``max_seconds``, ``max_bytes``, ``fps``, vertex count.
-* ``POST /api/jobs`` - multipart form with one file field ``audio``. The body is read up to
-  ``max_bytes`` (+ form overhead) and refused with 413 beyond it; the audio is checked and decoded in a
-  worker thread (:func:`~memorytalker.serve.jobs.check_upload`), then a job is queued: 202
+* ``POST /api/jobs`` - multipart form with one file field ``audio``. A place in the queue is reserved
+  *before* the body is read (503 "busy" at once when every place is taken, so refused uploads cost no
+  memory); the body is streamed into the form parser up to ``max_bytes`` (+ form overhead, 413 beyond)
+  within ``upload_seconds`` (408 when it arrives slower); the audio is checked and decoded in a worker
+  thread (:func:`~memorytalker.serve.jobs.check_upload`), then the job is queued: 202
   ``{"id": ..., "status_url": ...}``.
 * ``GET /api/jobs/{id}`` - the job's status (``queued``/``running``/``done``/``failed``, stage, file URLs).
 * ``GET /api/jobs/{id}/files/{name}`` - ``audio.wav``, ``face.npy``, ``face.glb`` or ``face.mp4``; ids are
   32 hex digits and names come from a fixed list, so no request can reach another path.
 """
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from memorytalker.pipeline import AnimatorLike
 from memorytalker.serve.jobs import (
     JOB_FILES,
-    AnimatorLike,
     JobManager,
     ServeSettings,
     UploadError,
@@ -39,11 +43,11 @@ UPLOAD_FIELD = "audio"
 API_JOBS = "/api/jobs"
 
 
-def load_animator(checkpoint: str | None) -> AnimatorLike:
-    """``memorytalker.inference.Animator(checkpoint)`` (``None``: the embedded default model)."""
+def load_animator(checkpoint: str | None, device: str = "auto") -> AnimatorLike:
+    """``memorytalker.inference.Animator(checkpoint, device)`` (``None``: the embedded default model)."""
     from memorytalker.inference import Animator
 
-    return Animator(checkpoint=checkpoint)
+    return Animator(checkpoint=checkpoint, device=device)
 
 
 @contextmanager
@@ -85,26 +89,22 @@ def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | N
 
     Args:
         settings: limits and folders (defaults: :class:`ServeSettings`); validated here.
-        animator: the model to run (``animate(audio) -> (T, V, 3)``, ``topology``, ``fps``); ``None`` loads
-            ``memorytalker.inference.Animator(settings.checkpoint)``.
+        animator: the model to run (``animate(audio, sample_rate) -> (T, V, 3)``, ``topology``, ``fps``);
+            ``None`` loads ``memorytalker.inference.Animator(settings.checkpoint, settings.device)``.
 
     Returns:
         A ``fastapi.FastAPI``; its ``state.jobs`` is the :class:`JobManager` (closed on shutdown, which also
         removes a temporary output folder).
     """
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from memorytalker.data.audio import SAMPLE_RATE
 
     settings = settings or ServeSettings()
     settings.validate()
     if animator is None:
-        animator = load_animator(settings.checkpoint)
+        animator = load_animator(settings.checkpoint, settings.device)
     jobs = JobManager(settings, animator, SAMPLE_RATE)
 
     @asynccontextmanager
@@ -117,26 +117,44 @@ def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | N
     app = FastAPI(title="MemoryTalker", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.jobs = jobs
     app.state.settings = settings
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_page_routes(app, settings, animator)
+    _add_job_routes(app, settings, jobs)
+    return app
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+
+def _error(status: int, message: str) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Every error is JSON ``{"error": ...}`` with its status."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404 and message == "Not Found":
             message = f"not found: {request.url.path}"
-        return error(exc.status_code, message)
+        return _error(exc.status_code, message)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error(400, f"bad request: {exc.errors()[0].get('msg', 'invalid input')}")
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Any:
+        return _error(400, f"bad request: {exc.errors()[0].get('msg', 'invalid input')}")
 
     @app.exception_handler(UploadError)
-    async def _upload_error(request: Request, exc: UploadError) -> JSONResponse:
-        return error(exc.status, str(exc))
+    async def _upload_error(request: Request, exc: UploadError) -> Any:
+        return _error(exc.status, str(exc))
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+def _add_page_routes(app: Any, settings: ServeSettings, animator: AnimatorLike) -> None:
+    """``GET /`` (the page) and ``GET /api/info`` (the limits it shows)."""
+    from fastapi.responses import FileResponse
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -158,42 +176,60 @@ def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | N
             "upload_field": UPLOAD_FIELD,
         }
 
-    async def read_body(request: Request) -> bytes:
-        limit = settings.max_bytes + FORM_OVERHEAD_BYTES
-        too_large = UploadError(
-            f"the upload is larger than this server's limit of {format_bytes(settings.max_bytes)}", 413
-        )
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                if int(declared) > limit:
-                    raise too_large
-            except ValueError:
-                raise UploadError("bad Content-Length header", 400) from None
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-    @app.post(API_JOBS, status_code=202)
-    async def create_job(request: Request) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise UploadError(f"send the audio as a multipart form with a file field {UPLOAD_FIELD!r}", 400)
-        body = await read_body(request)
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        from starlette.formparsers import MultiPartException
-        from starlette.requests import Request as StarletteRequest
-
+def limited_receive(request: Any, settings: ServeSettings) -> Any:
+    """The request's ASGI ``receive``, refusing a body over ``max_bytes`` (+ form overhead; 413) and one
+    that has not fully arrived ``upload_seconds`` after the request started (408)."""
+    limit = settings.max_bytes + FORM_OVERHEAD_BYTES
+    too_large = UploadError(
+        f"the upload is larger than this server's limit of {format_bytes(settings.max_bytes)}", 413
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
         try:
-            form = await StarletteRequest(request.scope, replay).form(max_files=1, max_fields=8)
+            if int(declared) > limit:
+                raise too_large
+        except ValueError:
+            raise UploadError("bad Content-Length header", 400) from None
+    deadline = time.monotonic() + settings.upload_seconds
+    received = 0
+
+    async def receive() -> dict:
+        nonlocal received
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(request.receive(), timeout=left)
+        except TimeoutError:
+            raise UploadError(
+                f"the upload did not arrive within {settings.upload_seconds:g} s; check the connection and "
+                "try again",
+                408,
+            ) from None
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise too_large
+        return message
+
+    return receive
+
+
+def _add_job_routes(app: Any, settings: ServeSettings, jobs: JobManager) -> None:
+    """``POST /api/jobs``, ``GET /api/jobs/{id}``, ``GET /api/jobs/{id}/files/{name}``."""
+    from fastapi import Request
+    from fastapi.responses import FileResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.formparsers import MultiPartException
+    from starlette.requests import Request as StarletteRequest
+
+    from memorytalker.data.audio import SAMPLE_RATE
+
+    async def read_upload(request: Request) -> tuple[bytes, str]:
+        streamed = StarletteRequest(request.scope, limited_receive(request, settings))
+        try:
+            form = await streamed.form(max_files=1, max_fields=8)
         except MultiPartException as exc:
             raise UploadError(f"the upload is not a valid form: {exc.message}", 400) from None
         try:
@@ -201,11 +237,20 @@ def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | N
             if upload is None or isinstance(upload, str):
                 raise UploadError(f"no file in the upload: the form needs a file field {UPLOAD_FIELD!r}", 400)
             filename = Path(upload.filename or "recording").name[:120] or "recording"
-            data = await upload.read()
+            return await upload.read(), filename
         finally:
             await form.close()
-        audio = await run_in_threadpool(check_upload, data, filename, settings, SAMPLE_RATE)
-        job = jobs.submit(audio, filename)
+
+    @app.post(API_JOBS, status_code=202)
+    async def create_job(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise UploadError(f"send the audio as a multipart form with a file field {UPLOAD_FIELD!r}", 400)
+        with jobs.reserve() as place:  # 503 before anything is read when the queue is full
+            data, filename = await read_upload(request)
+            audio = await run_in_threadpool(check_upload, data, filename, settings, SAMPLE_RATE)
+            del data
+            job = jobs.submit(audio, filename, place)
         with jobs.lock:
             status = job.to_json(API_JOBS)
         return JSONResponse({"status_url": f"{API_JOBS}/{job.id}", **status}, status_code=202)
@@ -224,5 +269,3 @@ def create_app(settings: ServeSettings | None = None, animator: AnimatorLike | N
         if path is None:
             raise StarletteHTTPException(404, f"no file {name!r} for job {job_id!r}")
         return FileResponse(path, media_type=JOB_FILES[name])
-
-    return app

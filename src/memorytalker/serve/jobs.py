@@ -5,7 +5,8 @@
   :class:`UploadError` carrying the HTTP status and a message meant for the page. The duration is probed
   from the container (libsndfile header or PyAV packet timestamps) *before* decoding, so a tiny, very long
   file cannot make the server decode hours of audio.
-* :class:`JobManager` - runs :func:`run_pipeline` (animate -> ``.npy`` -> ``.glb`` -> ``.mp4``) in a thread pool
+* :class:`JobManager` - runs :func:`memorytalker.pipeline.animate_to_files` (animate -> ``.npy`` -> ``.glb``
+  -> ``.mp4``, the same pipeline as ``memorytalker animate``) in a thread pool
   with ``workers`` threads and at most ``max_queued`` waiting jobs, each in its own folder named by a random
   hex id. Finished jobs beyond ``keep_jobs`` are deleted, oldest first.
 """
@@ -21,15 +22,17 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from memorytalker.errors import AudioError, ConfigError, MemoryTalkerError
+from memorytalker.pipeline import AnimatorLike, OutputOptions, animate_to_files
 
 log = logging.getLogger("memorytalker.serve")
 
@@ -40,6 +43,8 @@ JOB_FILES: dict[str, str] = {
     "face.glb": "model/gltf-binary",
     "face.mp4": "video/mp4",
 }
+#: Stem of a job's result files (``face.npy``, ``face.glb``, ``face.mp4``).
+JOB_STEM = "face"
 #: Short keys the status JSON uses for the files above.
 FILE_KEYS: dict[str, str] = {"audio.wav": "wav", "face.npy": "npy", "face.glb": "glb", "face.mp4": "mp4"}
 
@@ -72,9 +77,11 @@ class ServeSettings:
         max_seconds: longest accepted recording (seconds of audio).
         min_seconds: shortest accepted recording (seconds).
         max_bytes: largest accepted upload (bytes of the audio file).
+        upload_seconds: longest time an upload may take to arrive (slower ones get HTTP 408).
         workers: generation jobs that run at the same time (each uses the CPU fully; 1 suits 2 cores).
         max_queued: jobs that may wait for a worker; further uploads get HTTP 503 "busy".
         keep_jobs: finished jobs kept on disk (oldest deleted first).
+        device: torch device of the model (``auto``: CUDA when available).
         output_dir: folder for the job folders; ``None``: a temporary folder removed when the server stops.
     """
 
@@ -84,10 +91,12 @@ class ServeSettings:
     max_seconds: float = 60.0
     min_seconds: float = 0.25
     max_bytes: int = 20_000_000
+    upload_seconds: float = 60.0
     workers: int = 1
     max_queued: int = 4
     keep_jobs: int = 32
     output_dir: str | None = None
+    device: str = "auto"
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting out of range."""
@@ -99,6 +108,8 @@ class ServeSettings:
             raise ConfigError(
                 f"min_seconds must be in [0, max_seconds={self.max_seconds}), got {self.min_seconds}"
             )
+        if not (self.upload_seconds > 0):
+            raise ConfigError(f"upload_seconds must be positive, got {self.upload_seconds}")
         if self.max_bytes < 1:
             raise ConfigError(f"max_bytes must be at least 1, got {self.max_bytes}")
         if self.workers < 1:
@@ -107,17 +118,6 @@ class ServeSettings:
             raise ConfigError(f"max_queued must be >= 0, got {self.max_queued}")
         if self.keep_jobs < 1:
             raise ConfigError(f"keep_jobs must be at least 1, got {self.keep_jobs}")
-
-
-class AnimatorLike(Protocol):
-    """What the server needs from :class:`memorytalker.inference.Animator`."""
-
-    fps: float
-
-    @property
-    def topology(self) -> Any: ...
-
-    def animate(self, audio: Any, template: Any = None) -> np.ndarray: ...
 
 
 # ------------------------------------------------------------------------------------------ uploads
@@ -221,56 +221,6 @@ def check_upload(data: bytes, filename: str, settings: ServeSettings, sample_rat
         raise UploadError(f"{shown}: {message}", 422) from None
 
 
-# ------------------------------------------------------------------------------------------ pipeline
-def run_pipeline(
-    animator: AnimatorLike,
-    wav_path: Path,
-    audio: np.ndarray,
-    sample_rate: int,
-    out_dir: Path,
-    on_stage: Callable[[str], None] = lambda stage: None,
-    on_file: Callable[[str], None] = lambda name: None,
-) -> dict[str, Any]:
-    """Animate ``wav_path`` and write ``face.npy`` (T, V, 3), ``face.glb`` and ``face.mp4`` into ``out_dir``.
-
-    Args:
-        animator: an :class:`memorytalker.inference.Animator` (``animate``, ``topology``, ``fps``).
-        wav_path: the speech as a 16-bit WAV (referenced by the glTF, played by the page).
-        audio: the same speech, ``(S,)`` float32 at ``sample_rate`` (muxed into the MP4).
-        on_stage: called with ``"animating"``, ``"exporting"``, ``"rendering"`` as each step starts.
-        on_file: called with each file name of :data:`JOB_FILES` once it is complete.
-
-    Returns:
-        ``{"frames": T, "vertices": V, "fps": fps}``.
-    """
-    from memorytalker.render import export_glb, render_video
-
-    on_stage("animating")
-    vertices = np.asarray(animator.animate(str(wav_path)))
-    if vertices.ndim != 3 or vertices.shape[-1] != 3 or vertices.shape[0] == 0:
-        raise MemoryTalkerError(
-            f"the animator returned an array of shape {vertices.shape}, expected (T, V, 3)"
-        )
-    if not np.all(np.isfinite(vertices)):
-        raise MemoryTalkerError("the animator returned NaN/Inf vertex positions")
-    faces = np.asarray(animator.topology.faces)
-    fps = float(animator.fps)
-    np.save(out_dir / "face.npy", vertices.astype(np.float32))
-    on_file("face.npy")
-
-    on_stage("exporting")
-    export_glb(vertices, faces, fps, out_dir / "face.glb", audio_path=wav_path)
-    on_file("face.glb")
-
-    on_stage("rendering")
-    # the page shows the progress; a console bar per job would interleave when several jobs run
-    render_video(
-        vertices, faces, fps, out_dir / "face.mp4", audio=audio, sample_rate=sample_rate, progress=False
-    )
-    on_file("face.mp4")
-    return {"frames": int(vertices.shape[0]), "vertices": int(vertices.shape[1]), "fps": fps}
-
-
 # ------------------------------------------------------------------------------------------ jobs
 @dataclass
 class Job:
@@ -310,6 +260,13 @@ class Job:
         }
 
 
+@dataclass
+class Reservation:
+    """One place in the job queue held by an upload in progress (:meth:`JobManager.reserve`)."""
+
+    used: bool = False
+
+
 class JobManager:
     """Runs generation jobs in a thread pool; owns the job folders under ``root``."""
 
@@ -326,6 +283,7 @@ class JobManager:
             self._owns_root = False
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
+        self.reserved = 0  # places held by uploads being read or decoded
         self.executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="memorytalker-job"
         )
@@ -356,27 +314,53 @@ class JobManager:
             return sum(j.status in ("queued", "running") for j in self.jobs.values())
 
     # ---------------------------------------------------------------- submission
-    def submit(self, audio: np.ndarray, filename: str) -> Job:
-        """Start a job for ``(S,)`` float32 speech at :attr:`sample_rate`.
+    @contextmanager
+    def reserve(self) -> Iterator[Reservation]:
+        """Hold one place of the ``workers + max_queued`` capacity while an upload is read and decoded;
+        :meth:`submit` turns it into a job, leaving the block without one gives the place back.
 
         Raises:
-            UploadError: 503 when ``workers + max_queued`` jobs are already pending.
+            UploadError: 503 when every place is taken by pending jobs and uploads in progress.
         """
-        from memorytalker.data.audio import write_wav
-
         capacity = self.settings.workers + self.settings.max_queued
         with self.lock:
-            busy = sum(j.status in ("queued", "running") for j in self.jobs.values())
+            busy = self.reserved + sum(j.status in ("queued", "running") for j in self.jobs.values())
             if busy >= capacity:
                 raise UploadError(
                     f"the server is busy ({busy} animations in progress or waiting); try again in a minute",
                     503,
                 )
+            self.reserved += 1
+        place = Reservation()
+        try:
+            yield place
+        finally:
+            if not place.used:
+                with self.lock:
+                    self.reserved -= 1
+
+    def submit(self, audio: np.ndarray, filename: str, place: Reservation | None = None) -> Job:
+        """Start a job for ``(S,)`` float32 speech at :attr:`sample_rate`, in a reserved ``place`` (None:
+        reserve one now).
+
+        Raises:
+            UploadError: 503 when there is no place (without a reservation).
+        """
+        if place is None:
+            with self.reserve() as own:
+                return self.submit(audio, filename, own)
+        from memorytalker.data.audio import write_wav
+
+        if place.used:
+            raise RuntimeError("a reservation serves one job")
+        with self.lock:
             job_id = uuid.uuid4().hex
             folder = self.root / job_id
             folder.mkdir()
             job = Job(id=job_id, folder=folder, filename=filename, seconds=audio.shape[0] / self.sample_rate)
             self.jobs[job_id] = job
+            place.used = True
+            self.reserved -= 1
         write_wav(folder / "audio.wav", audio, self.sample_rate)
         with self.lock:
             job.files.append("audio.wav")
@@ -396,30 +380,39 @@ class JobManager:
     def _run(self, job: Job, audio: np.ndarray) -> None:
         self._set(job, status="running", started=time.time())
         try:
-            result = run_pipeline(
+            files = animate_to_files(
                 self.animator,
-                job.folder / "audio.wav",
                 audio,
-                self.sample_rate,
                 job.folder,
-                on_stage=lambda stage: self._set(job, stage=stage),
-                on_file=lambda name: self._add_file(job, name),
+                JOB_STEM,
+                sample_rate=self.sample_rate,
+                options=OutputOptions(progress=False),  # the page shows the progress
+                glb_audio=job.folder / "audio.wav",
+                on_step=lambda stage: self._set(job, stage=stage),
+                on_file=lambda path: self._add_file(job, path.name),
             )
-        except MemoryTalkerError as exc:
+            result = {"frames": files.frames, "vertices": files.vertices, "fps": files.fps}
+        except Exception as exc:
+            # the pipeline removed what it had written: list only the files that remain (the upload)
+            self._set(job, files=[f for f in job.files if (job.folder / f).is_file()])
+            self._fail(job, exc)
+        else:
+            self._set(job, status="done", stage="done", result=result, finished=time.time())
+            log.info("job %s done in %.1f s", job.id, job.finished - job.created)
+        self._prune()
+
+    def _fail(self, job: Job, exc: Exception) -> None:
+        if isinstance(exc, MemoryTalkerError):
             log.warning("job %s failed: %s", job.id, exc)
             self._set(job, status="failed", error=str(exc), finished=time.time())
-        except Exception as exc:  # a bug: keep serving, tell the page, log the traceback
-            log.error("job %s crashed:\n%s", job.id, traceback.format_exc())
+        else:  # a bug: keep serving, tell the page, log the traceback
+            log.error("job %s crashed:\n%s", job.id, "".join(traceback.format_exception(exc)))
             self._set(
                 job,
                 status="failed",
                 error=f"internal error while {job.stage}: {type(exc).__name__}: {exc}",
                 finished=time.time(),
             )
-        else:
-            self._set(job, status="done", stage="done", result=result, finished=time.time())
-            log.info("job %s done in %.1f s", job.id, job.finished - job.created)
-        self._prune()
 
     def _prune(self) -> None:
         """Delete the oldest finished jobs beyond ``keep_jobs``."""

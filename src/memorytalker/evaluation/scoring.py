@@ -1,0 +1,376 @@
+"""Scoring: predictions against a dataset split (``memorytalker evaluate-dir``) and a checkpoint predicting
+every clip of a split (``memorytalker evaluate``).
+
+* :func:`evaluate_predictions` scores in-memory predictions; :func:`evaluate_dir` scores
+  ``PRED_DIR/<clip_id>.npy`` files against a dataset split.
+* :func:`evaluate_checkpoint` loads a checkpoint strictly, predicts each clip with ``model.predict`` (the clip's
+audio and its subject's neutral template; no speaker id, no reference motion; as many frames as the
+ground truth), scores the five metrics (FVE, LVE, Lip-max, FDD, LDTW from :mod:`memorytalker.evaluation.metrics`)
+per clip, reduces them per subject and pooled with :mod:`memorytalker.evaluation.report`, writes the report as
+JSON, optionally the predictions (``<pred_dir>/<clip>.npy``, ``(T, V, 3)`` float32), and a PNG of predicted
+vs ground-truth lip opening (:func:`memorytalker.topology.lip_opening`) over time for a few clips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memorytalker.errors import DatasetError
+from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence
+from memorytalker.evaluation.report import build_report, evaluate_clip
+from memorytalker.topology import FaceTopology
+
+
+@dataclass
+class ClipPrediction:
+    """One evaluated clip: ids and ``(T, V, 3)`` float32 predicted / ground-truth vertices."""
+
+    clip_id: str
+    subject: str
+    pred: np.ndarray
+    gt: np.ndarray
+    template: np.ndarray
+
+
+def pick_plot_clips(clips: list[ClipPrediction], count: int) -> list[ClipPrediction]:
+    """Up to ``count`` clips, one per subject first (in order), then the next ones."""
+    chosen, seen = [], set()
+    for c in clips:
+        if c.subject not in seen and len(chosen) < count:
+            chosen.append(c)
+            seen.add(c.subject)
+    for c in clips:
+        if len(chosen) >= count:
+            break
+        if c not in chosen:
+            chosen.append(c)
+    return chosen
+
+
+def plot_lip_opening(
+    clips: list[ClipPrediction], topology: FaceTopology, fps: float, units: str, path: str | Path
+) -> dict:
+    """Write a PNG of predicted vs ground-truth lip opening over time, one panel per clip.
+
+    Returns a summary: the two vertices used and, per clip, the Pearson correlation of the two curves.
+    """
+    from memorytalker.render.plots import plot_units, save_lip_plot
+    from memorytalker.topology import lip_opening
+
+    upper, lower = topology.outer_lip_vertices
+    out: dict[str, Any] = {
+        "upper_vertex": upper,
+        "lower_vertex": lower,
+        "units": plot_units(units)[1],
+        "clips": {},
+    }
+    panels = []
+    for c in clips:
+        t = min(len(c.pred), len(c.gt))
+        gt = lip_opening(c.gt[:t], topology)
+        pr = lip_opening(c.pred[:t], topology)
+        corr = float(np.corrcoef(gt, pr)[0, 1]) if t > 1 and gt.std() > 0 and pr.std() > 0 else float("nan")
+        out["clips"][c.clip_id] = {"correlation": None if math.isnan(corr) else corr}
+        panels.append((f"{c.clip_id}   (Pearson r = {corr:.2f})", {"ground truth": gt, "prediction": pr}))
+    title = f"lip opening: vertex {upper} (mid upper lip) to {lower} (mid lower lip)"
+    out["plot"] = str(save_lip_plot(path, panels, fps, units=units, title=title))
+    return out
+
+
+def predict_split(
+    model: Any,
+    index: Any,
+    split: str,
+    device: str = "cpu",
+    progress: bool = True,
+    max_clips: int | None = None,
+) -> list[ClipPrediction]:
+    """Predict every clip of ``split`` (``model.predict`` with the clip's audio and subject template)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    records = index.clips(split)
+    if max_clips is not None:
+        records = records[:max_clips]
+    out = []
+    with torch.inference_mode():
+        for rec in tqdm(records, desc=f"evaluate {split}", disable=not progress, dynamic_ncols=True):
+            audio = torch.from_numpy(index.load_audio(rec))[None].to(device)
+            gt = index.load_vertices(rec)
+            template = index.template(rec.subject)
+            pred = model.predict(
+                audio,
+                torch.tensor([audio.shape[1]], device=device),
+                torch.from_numpy(template)[None].to(device),
+                num_frames=torch.tensor([gt.shape[0]], device=device),
+            )
+            out.append(ClipPrediction(rec.clip_id, rec.subject, pred[0].float().cpu().numpy(), gt, template))
+    return out
+
+
+def evaluate_predictions(
+    preds: Mapping[str, ArrayLike],
+    gts: Mapping[str, ArrayLike],
+    subjects: Mapping[str, str],
+    topology: FaceTopology,
+    templates: Mapping[str, ArrayLike],
+    units: str,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score in-memory predictions and return the :func:`build_report` dict.
+
+    Args:
+        preds, gts: ``{clip_id: (T, V, 3) or (T, V*3)}``; every clip of ``preds`` needs a ground truth.
+        subjects: ``{clip_id: subject}``.
+        topology: supplies the ``lips`` and ``upper_face`` indices and ``V``.
+        templates: ``{clip_id or subject: (V, 3)}`` neutral meshes (a clip-id key wins over its subject).
+        units: vertex units of the data (``"m"``, ``"mm"``).
+        progress: show a tqdm progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    missing = [c for c in preds if c not in gts]
+    if missing:
+        raise MetricError(f"{len(missing)} prediction(s) without ground truth: {missing[:10]}")
+    results = []
+    for cid in tqdm(list(preds), desc="metrics", disable=not progress, dynamic_ncols=True):
+        if cid not in subjects:
+            raise MetricError(f"clip {cid}: no subject given")
+        subject = subjects[cid]
+        tpl = templates.get(cid)
+        if tpl is None:
+            tpl = templates.get(subject)
+        if tpl is None:
+            raise MetricError(f"clip {cid}: no template for the clip or its subject {subject!r}")
+        _check_vertex_count(preds[cid], topology, f"prediction for clip {cid}")
+        results.append(
+            evaluate_clip(cid, subject, preds[cid], gts[cid], tpl, topology.lips, topology.upper_face)
+        )
+    return build_report(results, units, topology)
+
+
+def _check_vertex_count(arr: ArrayLike, topology: FaceTopology, what: str) -> None:
+    shape = tuple(getattr(arr, "shape", None) or np.shape(arr))
+    v = topology.num_vertices
+    if len(shape) == 3 and shape[2] == 3:
+        got = shape[1]
+    elif len(shape) == 2 and shape[1] % 3 == 0:
+        got = shape[1] // 3
+    else:
+        raise MetricError(f"{what}: expected (T, V, 3) or (T, V*3) vertices, got shape {shape}")
+    if got != v:
+        raise MetricError(
+            f"{what}: {got} vertices per frame, but topology {topology.name!r} of the dataset has {v}"
+        )
+
+
+def _load_prediction(path: Path, topology: FaceTopology) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise MetricError(f"cannot read prediction {path}: {exc}") from exc
+    _check_vertex_count(arr, topology, f"prediction {path}")
+    return as_vertex_sequence(arr, f"prediction {path}", topology.num_vertices)
+
+
+def evaluate_dir(
+    pred_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    layout: str | Path | None = None,
+    topology: FaceTopology | str | Path | None = None,
+    allow_missing: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``pred_dir/<clip_id>.npy`` predictions against the ground truth of a dataset split.
+
+    Args:
+        pred_dir: folder of ``<clip_id>.npy`` arrays, ``(T, V, 3)`` or ``(T, V*3)``, at the dataset fps.
+        data_dir: processed dataset folder (docs/LAYOUT.md); ``layout`` for folders without dataset.yaml.
+        split: the split whose clips are scored.
+        topology: a :class:`FaceTopology` or ``topology.npz`` overriding the dataset's own.
+        allow_missing: score the clips that have a prediction and list the others in the report, instead
+            of raising :class:`MetricError` listing them.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :func:`build_report` dict plus ``data`` (root, split, fps, clip counts), ``predictions`` (dir,
+        missing clips, ignored files) and ``length_mismatch`` (clips whose prediction and ground-truth
+        lengths differ by more than one frame).
+    """
+    from tqdm.auto import tqdm
+
+    from memorytalker.data import load_dataset
+
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise MetricError(f"prediction folder not found: {pred_dir}")
+    index = load_dataset(data_dir, layout=layout, topology=topology)
+    topo = index.topology
+    records = index.clips(split)
+    files = {p.stem: p for p in sorted(pred_dir.glob("*.npy")) if p.is_file()}
+    split_ids = {r.clip_id for r in records}
+    missing = [r.clip_id for r in records if r.clip_id not in files]
+    ignored = sorted(set(files) - split_ids)
+    if missing and not allow_missing:
+        raise MetricError(
+            f"{len(missing)} of {len(records)} clips of split {split!r} have no prediction in {pred_dir}: "
+            + ", ".join(f"{c}.npy" for c in missing[:20])
+            + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
+            + " (use --allow-missing to score the others)"
+        )
+    todo = [r for r in records if r.clip_id in files]
+    if not todo:
+        raise MetricError(f"no prediction in {pred_dir} matches a clip of split {split!r}")
+    results, mismatch = [], []
+    for rec in tqdm(todo, desc=f"evaluate-dir {split}", disable=not progress, dynamic_ncols=True):
+        pred = _load_prediction(files[rec.clip_id], topo)
+        gt = index.load_vertices(rec)
+        res = evaluate_clip(
+            rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
+        )
+        if abs(res.metrics.pred_frames - res.metrics.gt_frames) > 1:
+            mismatch.append(
+                {
+                    "clip_id": rec.clip_id,
+                    "pred_frames": res.metrics.pred_frames,
+                    "gt_frames": res.metrics.gt_frames,
+                }
+            )
+        results.append(res)
+    extra = {
+        "data": {
+            "root": str(data_dir),
+            "layout": None if layout is None else str(layout),
+            "split": split,
+            "fps": index.fps,
+            "clips_in_split": len(records),
+            "clips_evaluated": len(results),
+        },
+        "predictions": {"dir": str(pred_dir), "missing": missing, "ignored": ignored},
+        "length_mismatch": mismatch,
+    }
+    return build_report(results, index.units, topo, extra)
+
+
+def summary_notes(report: Mapping[str, Any]) -> list[str]:
+    """Human-readable notes on missing / ignored predictions and length mismatches of an evaluate_dir report."""
+    notes = []
+    preds = report.get("predictions") or {}
+    if preds.get("missing"):
+        m = preds["missing"]
+        notes.append(f"not evaluated ({len(m)} clip(s) without a prediction): {_short(m)}")
+    if preds.get("ignored"):
+        ig = preds["ignored"]
+        notes.append(
+            f"ignored {len(ig)} prediction file(s) not in split {report['data']['split']!r}: {_short(ig)}"
+        )
+    mm = report.get("length_mismatch") or []
+    if mm:
+        notes.append(
+            f"warning: {len(mm)} clip(s) differ from the ground truth by more than one frame (truncated to the "
+            "shorter; is the prediction at the dataset fps?): "
+            + _short([f"{d['clip_id']} ({d['pred_frames']} vs {d['gt_frames']})" for d in mm])
+        )
+    return notes
+
+
+def _short(items: Iterable[str], n: int = 8) -> str:
+    items = list(items)
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "test",
+    out: str | Path = "report.json",
+    pred_dir: str | Path | None = None,
+    layout: str | None = None,
+    plot: str | Path | None = None,
+    plot_clips: int = 3,
+    device: str = "auto",
+    progress: bool = True,
+    max_clips: int | None = None,
+) -> dict:
+    """Evaluate ``checkpoint`` on ``split`` of dataset ``data``; write the JSON report (and PNG plot).
+
+    Args:
+        checkpoint: a ``best.pt`` / ``last.pt``.
+        data: processed dataset folder; ``layout`` for folders without ``dataset.yaml``.
+        split: split to score (``test``, ``val``, BIWI's ``test_a`` / ``test_b``, ...).
+        out: JSON report path. plot: PNG path (default: ``out`` with ``.png``; ``plot_clips`` panels).
+        pred_dir: also save each prediction as ``<pred_dir>/<clip>.npy`` ``(T, V, 3)`` float32.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
+        max_clips: score only the first N clips (quick checks).
+
+    Returns:
+        The report dict (also written to ``out``).
+    """
+
+    from memorytalker.data import load_dataset
+    from memorytalker.device import resolve_device
+    from memorytalker.models.loaders import checkpoint_stage, load_model, read_checkpoint
+
+    device = resolve_device(device)
+    model, topology, _ = load_model(checkpoint, device=device)
+    index = load_dataset(data, layout=layout, topology=topology)
+    if abs(index.fps - topology.fps) > 1e-6:
+        raise DatasetError(
+            f"dataset {data} delivers {index.fps:g} fps but checkpoint {checkpoint} was trained at {topology.fps:g} fps"
+        )
+    clips = predict_split(model, index, split, device=device, progress=progress, max_clips=max_clips)
+    if pred_dir is not None:
+        pdir = Path(pred_dir)
+        pdir.mkdir(parents=True, exist_ok=True)
+        for c in clips:
+            np.save(pdir / f"{c.clip_id}.npy", c.pred.astype(np.float32))
+    report = evaluate_predictions(
+        {c.clip_id: c.pred for c in clips},
+        {c.clip_id: c.gt for c in clips},
+        {c.clip_id: c.subject for c in clips},
+        topology,
+        templates={c.clip_id: c.template for c in clips},
+        units=index.units,
+    )
+    ckpt = read_checkpoint(checkpoint)
+    report = dict(report)
+    report["checkpoint"] = {
+        "path": str(checkpoint),
+        "stage": checkpoint_stage(ckpt),
+        "step": ckpt.get("step"),
+        "val_metrics": ckpt.get("val_metrics"),
+    }
+    report["data"] = {
+        "root": str(data),
+        "split": split,
+        "clips": len(clips),
+        "fps": index.fps,
+        "units": index.units,
+    }
+    out = Path(out)
+    plot_path = Path(plot) if plot is not None else out.with_suffix(".png")
+    if plot_clips > 0 and clips:
+        report["lip_opening"] = plot_lip_opening(
+            pick_plot_clips(clips, plot_clips), topology, index.fps, index.units, plot_path
+        )
+    if pred_dir is not None:
+        report["predictions"] = str(pred_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=_json_default))
+    return report
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,181 @@
+"""Speech to files: the one animate-to-files pipeline behind ``memorytalker animate`` and the web server.
+
+:func:`animate_to_files` decodes the audio once, predicts the vertices, checks them (finite, ``(T, V, 3)``)
+*before* anything is written, then writes ``<name>.npy`` -> ``<name>.wav`` + ``<name>.glb`` -> ``<name>.mp4`` into the
+output folder. Each file is written under a temporary name and renamed when complete; if any step fails, the
+files this call already wrote are removed, so a failed job leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from memorytalker.data.audio import SAMPLE_RATE, AudioSource, load_audio
+from memorytalker.errors import MemoryTalkerError
+
+#: Pipeline steps in order (the web page shows "step i of n").
+STEPS = ("animating", "exporting", "rendering")
+
+
+class AnimatorLike(Protocol):
+    """What the pipeline needs of :class:`memorytalker.inference.Animator`."""
+
+    fps: float
+
+    @property
+    def topology(self) -> Any: ...
+
+    def animate(self, audio: Any, sample_rate: int | None = None, template: Any = None) -> np.ndarray: ...
+
+
+@dataclass
+class OutputOptions:
+    """Which files :func:`animate_to_files` writes, and how.
+
+    Attributes:
+        video: write ``<name>.mp4`` (H.264 + the speech as AAC).
+        glb: write ``<name>.glb`` (glTF 2.0, morph-target animation, the speech referenced beside it).
+        size: video size in pixels.
+        progress: show a progress bar while rendering.
+    """
+
+    video: bool = True
+    glb: bool = True
+    size: int = 512
+    progress: bool = True
+
+
+@dataclass
+class AnimationFiles:
+    """What :func:`animate_to_files` wrote: the files in order and the sequence's size."""
+
+    name: str
+    frames: int
+    vertices: int
+    fps: float
+    files: list[Path] = field(default_factory=list)
+
+
+def check_vertices(vertices: np.ndarray, num_vertices: int) -> np.ndarray:
+    """``vertices`` as ``(T, V, 3)`` float32, or :class:`MemoryTalkerError` (wrong shape, NaN/Inf)."""
+    v = np.asarray(vertices)
+    if v.ndim != 3 or v.shape[1:] != (num_vertices, 3) or v.shape[0] == 0:
+        raise MemoryTalkerError(
+            f"the model returned an array of shape {v.shape}, expected (T, {num_vertices}, 3)"
+        )
+    bad = ~np.isfinite(v).all(axis=(1, 2))
+    if bad.any():
+        frames = np.flatnonzero(bad)
+        raise MemoryTalkerError(
+            f"the model returned NaN/Inf vertex positions in {frames.size} of {v.shape[0]} frames (first: "
+            f"frame {int(frames[0])}); is the checkpoint damaged? Nothing was written"
+        )
+    return v.astype(np.float32, copy=False)
+
+
+def _save_npy(path: Path, vertices: np.ndarray) -> Path:
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vertices)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def animate_to_files(
+    animator: AnimatorLike,
+    audio: AudioSource,
+    out_dir: str | Path,
+    name: str,
+    *,
+    sample_rate: int | None = None,
+    template: Any = None,
+    options: OutputOptions | None = None,
+    glb_audio: str | Path | None = None,
+    on_step: Callable[[str], None] = lambda step: None,
+    on_file: Callable[[Path], None] = lambda path: None,
+) -> AnimationFiles:
+    """Animate ``audio`` and write ``out_dir/<name>.npy`` (T, V, 3), ``.glb`` and ``.mp4``.
+
+    Args:
+        animator: a loaded model (:class:`memorytalker.inference.Animator`).
+        audio: a path, encoded bytes, or an ``(S,)`` / ``(S, C)`` array with ``sample_rate``.
+        out_dir: output folder (created). name: output stem (unique per input: the caller's job).
+        template: neutral face in the model's topology (None = its reference mesh).
+        options: which files to write (:class:`OutputOptions`).
+        glb_audio: a WAV in ``out_dir`` for the .glb to reference (default: the decoded speech written as
+            ``<name>.wav``, 16 kHz mono).
+        on_step: called with ``"animating"``, ``"exporting"``, ``"rendering"`` as each step starts.
+        on_file: called with each file's path once it is complete.
+
+    Raises:
+        MemoryTalkerError (and subclasses): unreadable audio, a bad template, NaN output, render/export
+            failures. Files written by this call are removed on any failure.
+    """
+    opts = options or OutputOptions()
+    out = Path(out_dir)
+    faces = np.asarray(animator.topology.faces)
+    if (opts.video or opts.glb) and faces.size == 0:
+        from memorytalker.errors import TopologyError
+
+        raise TopologyError(
+            f"topology {animator.topology.name!r} has no triangles: video and glTF need a mesh "
+            "(write vertices only: no video, no glb)"
+        )
+    on_step("animating")
+    wave = load_audio(audio, sample_rate=sample_rate, reject_silence=True)
+    vertices = check_vertices(
+        animator.animate(wave, sample_rate=SAMPLE_RATE, template=template), animator.topology.num_vertices
+    )
+    fps = float(animator.fps)
+    result = AnimationFiles(name, int(vertices.shape[0]), int(vertices.shape[1]), fps)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def done(path: Path) -> None:
+        result.files.append(path)
+        on_file(path)
+
+    try:
+        done(_save_npy(out / f"{name}.npy", vertices))
+        if opts.glb:
+            on_step("exporting")
+            from memorytalker.render import export_glb
+
+            ref = glb_audio
+            if ref is None:  # the speech beside the .glb, as the 16 kHz mono the model heard
+                from memorytalker.data.audio import write_wav
+
+                ref = out / f"{name}.wav"
+                write_wav(ref, wave)
+                done(ref)
+            done(export_glb(vertices, faces, fps, out / f"{name}.glb", audio_path=ref))
+        if opts.video:
+            on_step("rendering")
+            from memorytalker.render import render_video
+
+            done(
+                render_video(
+                    vertices,
+                    faces,
+                    fps,
+                    out / f"{name}.mp4",
+                    audio=wave,
+                    sample_rate=SAMPLE_RATE,
+                    size=opts.size,
+                    progress=opts.progress,
+                )
+            )
+    except BaseException:
+        for path in result.files:
+            path.unlink(missing_ok=True)
+        raise
+    return result
