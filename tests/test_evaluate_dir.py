@@ -110,7 +110,7 @@ def test_end_to_end(dataset, tmp_path, capsys):
     assert (
         report["per_clip"]["spk03_s01"]["pred_frames"] == 6 and report["per_clip"]["spk03_s01"]["frames"] == 5
     )
-    assert report["length_mismatch"] == []  # one frame off is within tolerance
+    assert report["data"]["clips_evaluated"] == 3  # spk03_s01, one frame off, is within tolerance
     assert report["predictions"]["ignored"] == ["spk00_s01"] and report["predictions"]["missing"] == []
     assert report["units"] == "m" and report["display"]["lve"]["label"] == "LVE [×1e-5 m²]"
     assert report["definitions"] == "memorytalker-metrics/1"
@@ -167,12 +167,15 @@ def test_wrong_vertex_count_and_bad_files(dataset, tmp_path, capsys):
         evaluate_dir(tmp_path / "nope", dataset, progress=False)
 
 
-def test_length_mismatch_is_reported(dataset, tmp_path):
+def test_length_mismatch_is_an_error_naming_the_clip(dataset, tmp_path):
     pred_dir = tmp_path / "pred"
     preds = write_predictions(dataset, pred_dir)
     np.save(pred_dir / "spk02_s02.npy", np.repeat(preds["spk02_s02"], 2, axis=0))  # 60 fps by mistake
-    report = evaluate_dir(pred_dir, dataset, split="test", progress=False)
-    assert report["length_mismatch"] == [{"clip_id": "spk02_s02", "pred_frames": 18, "gt_frames": 9}]
+    with pytest.raises(MetricError, match=r"spk02_s02 \(18 predicted vs 9 frames\)"):
+        evaluate_dir(pred_dir, dataset, split="test", progress=False)
+    np.save(pred_dir / "spk02_s02.npy", preds["spk02_s02"][:3])  # cut short
+    with pytest.raises(MetricError, match=r"1 prediction\(s\) .* differ .* spk02_s02 \(3 predicted"):
+        evaluate_dir(pred_dir, dataset, split="test", progress=False)
 
 
 def test_millimetre_dataset_uses_mm_scales(tmp_path):

@@ -20,6 +20,12 @@ from memorytalker.errors import AudioError
 
 #: Sample rate every model in this package consumes.
 SAMPLE_RATE = 16000
+#: Shortest recording animated (seconds), by ``memorytalker animate``, the Python API and the web server
+#: alike: a few mesh frames, enough for the speech encoders' receptive fields.
+MIN_SPEECH_SECONDS = 0.25
+#: Largest difference, in mesh frames, allowed between a clip's vertex frames and its audio duration x fps
+#: (the same rule in ``data check``, training, ``evaluate`` and ``evaluate-dir``).
+FRAME_TOLERANCE = 1.0
 
 AudioSource = str | Path | bytes | np.ndarray
 
@@ -156,7 +162,9 @@ def load_audio(
         raise AudioError(f"{name}: audio contains NaN or Inf samples")
     duration = mono.size / rate
     if duration < min_duration:
-        raise AudioError(f"{name}: audio is {duration:.3f} s long, shorter than the minimum {min_duration} s")
+        raise AudioError(
+            f"{name}: audio is {duration:.3f} s long, shorter than the minimum of {min_duration:g} s of speech"
+        )
     if max_duration is not None and duration > max_duration:
         raise AudioError(
             f"{name}: audio is {duration:.1f} s long, longer than the limit of {max_duration:g} s"
@@ -172,6 +180,33 @@ def write_wav(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> N
 
     audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     sf.write(str(path), audio, int(rate), subtype="PCM_16")
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds of an audio file from its header (libsndfile), else its container (PyAV), else
+    by decoding it."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        if info.samplerate > 0:
+            return info.frames / info.samplerate
+    except Exception:  # not a libsndfile format
+        pass
+    data, rate = read_audio_file(path)
+    return data.shape[0] / rate
+
+
+def frame_mismatch(seconds: float, frames: int, fps: float) -> str | None:
+    """None when ``frames`` mesh frames fit ``seconds`` of audio at ``fps`` within :data:`FRAME_TOLERANCE`,
+    else a description: ``"audio is 4.000 s = 120.0 frames at 30 fps but the vertices have 40 frames"``."""
+    audio_frames = seconds * fps
+    if abs(audio_frames - frames) <= FRAME_TOLERANCE:
+        return None
+    return (
+        f"audio is {seconds:.3f} s = {audio_frames:.1f} frames at {fps:g} fps but the vertices have {frames} "
+        f"frames (tolerance {FRAME_TOLERANCE:g} frame)"
+    )
 
 
 def num_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:

@@ -12,6 +12,7 @@
 ``vertex_count``          a vertex array (or template) with the wrong number of vertices or shape
 ``nonfinite``             NaN/Inf in vertices, audio or templates
 ``duration_mismatch``     audio duration x fps differs from the frame count by more than one frame
+                          (:data:`memorytalker.data.audio.FRAME_TOLERANCE`)
 ``unknown_subject``       a split names a subject that has no clip
 ``unknown_clip``          a split lists a clip that does not exist
 ``empty_split``           a split that selects no clip
@@ -69,6 +70,7 @@ def check_dataset(
     """
     from tqdm import tqdm
 
+    from memorytalker.data.audio import frame_mismatch
     from memorytalker.data.layout import (
         TEMPLATES_NAME,
         load_dataset,
@@ -183,15 +185,9 @@ def check_dataset(
         except MemoryTalkerError as exc:
             add("unreadable", str(exc), rec.wav_path, cid)
         if samples is not None and n_frames is not None:
-            audio_frames = samples / rate * index.fps
-            if abs(audio_frames - n_frames) > 1.0:
-                add(
-                    "duration_mismatch",
-                    f"{cid}: audio is {samples / rate:.3f} s = {audio_frames:.1f} frames at "
-                    f"{index.fps:g} fps but the vertices have {n_frames} frames",
-                    rec.wav_path,
-                    cid,
-                )
+            problem = frame_mismatch(samples / rate, n_frames, index.fps)
+            if problem is not None:
+                add("duration_mismatch", f"{cid}: {problem}", rec.wav_path, cid)
         if rec.phonemes_path is not None:
             try:
                 read_phonemes(rec.phonemes_path)

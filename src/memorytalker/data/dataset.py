@@ -234,6 +234,7 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         self._subject_ids = {s: i for i, s in enumerate(self.subjects)}
         self._cache: dict[tuple[str, str], object] = {}
         self.fps = index.fps
+        index.check_lengths(self.records, f"split {split!r}")
         templates = index.templates
         missing = sorted({r.subject for r in self.records} - set(templates))
         if missing:

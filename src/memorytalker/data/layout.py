@@ -277,14 +277,12 @@ def load_layout(layout: str | Path) -> DatasetManifest:
 # ---------------------------------------------------------------------------------------------- templates
 def read_templates(path: str | Path, num_vertices: int | None = None) -> dict[str, np.ndarray]:
     """Read ``templates.pkl`` (``{subject: (V, 3) or (V*3,)}``, latin1-compatible) as ``(V, 3)`` float32."""
+    from memorytalker.safe_pickle import load_pickle
+
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"templates file not found: {path}")
-    try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh, encoding="latin1")
-    except Exception as exc:
-        raise DatasetError(f"cannot read templates {path}: {exc}") from exc
+    data = load_pickle(path, what=f"templates {path}")
     if not isinstance(data, Mapping) or not data:
         raise DatasetError(f"{path}: expected a non-empty dict {{subject: (V, 3) array}}")
     out = {}
@@ -527,7 +525,40 @@ class DatasetIndex:
         except Exception as exc:
             raise DatasetError(f"cannot read vertices {path}: {exc}") from exc
         arr = self._shape_vertices(arr, path)
-        return np.array(arr[:: self.stride], dtype=np.float32, order="C")  # a copy: never the memmap
+        out = np.array(arr[:: self.stride], dtype=np.float32, order="C")  # a copy: never the memmap
+        bad = ~np.isfinite(out).all(axis=(1, 2))
+        if bad.any():
+            raise DatasetError(
+                f"{path}: NaN/Inf vertex positions in {int(bad.sum())} of {out.shape[0]} frames (first: frame "
+                f"{int(np.flatnonzero(bad)[0])}); `memorytalker data check` lists every such clip"
+            )
+        return out
+
+    def vertex_frames(self, clip: ClipRecord | str) -> int:
+        """Frames of a clip at :attr:`fps`, from the vertex file's header (nothing is loaded)."""
+        path = self._clip(clip).vertices_path
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise DatasetError(f"cannot read vertices {path}: {exc}") from exc
+        return len(range(0, self._shape_vertices(arr, path).shape[0], self.stride))
+
+    def check_lengths(self, clips: Sequence[ClipRecord], what: str = "") -> None:
+        """Raise :class:`DatasetError` naming every clip whose vertex frames and audio duration disagree by
+        more than :data:`memorytalker.data.audio.FRAME_TOLERANCE` (the rule ``data check`` reports)."""
+        from memorytalker.data.audio import audio_duration, frame_mismatch
+
+        problems = []
+        for rec in clips:
+            problem = frame_mismatch(audio_duration(rec.wav_path), self.vertex_frames(rec), self.fps)
+            if problem is not None:
+                problems.append(f"{rec.clip_id}: {problem}")
+        if problems:
+            shown = "; ".join(problems[:10]) + (f"; ... ({len(problems) - 10} more)" if len(problems) > 10 else "")
+            raise DatasetError(
+                f"{self.root}{' ' + what if what else ''}: {len(problems)} clip(s) whose audio and vertices differ "
+                f"in length: {shown}. Check the data (`memorytalker data check {self.root}`)"
+            )
 
     def _shape_vertices(self, arr: np.ndarray, path: Path) -> np.ndarray:
         n = self.num_vertices

@@ -19,7 +19,6 @@ frame (60 -> 30 fps) and resample to 16 kHz. This module produces the same clips
 
 from __future__ import annotations
 
-import pickle
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -101,11 +100,9 @@ class PrepareSummary:
 
 
 def _load_pickle(path: Path):
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
-    except Exception as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    from memorytalker.safe_pickle import load_pickle
+
+    return load_pickle(path)
 
 
 def _audio_to_float(audio: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from memorytalker.data.audio import FRAME_TOLERANCE
 from memorytalker.errors import DatasetError
 from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence
 from memorytalker.evaluation.report import build_report, evaluate_clip
@@ -202,8 +203,11 @@ def evaluate_dir(
 
     Returns:
         The :func:`build_report` dict plus ``data`` (root, split, fps, clip counts), ``predictions`` (dir,
-        missing clips, ignored files) and ``length_mismatch`` (clips whose prediction and ground-truth
-        lengths differ by more than one frame).
+        missing clips, ignored files).
+
+    Raises:
+        MetricError: missing predictions (without ``allow_missing``), or predictions whose length differs from
+            the ground truth's by more than :data:`~memorytalker.data.audio.FRAME_TOLERANCE` (all named).
     """
     from tqdm.auto import tqdm
 
@@ -233,18 +237,20 @@ def evaluate_dir(
     for rec in tqdm(todo, desc=f"evaluate-dir {split}", disable=not progress, dynamic_ncols=True):
         pred = _load_prediction(files[rec.clip_id], topo)
         gt = index.load_vertices(rec)
-        res = evaluate_clip(
-            rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
-        )
-        if abs(res.metrics.pred_frames - res.metrics.gt_frames) > 1:
-            mismatch.append(
-                {
-                    "clip_id": rec.clip_id,
-                    "pred_frames": res.metrics.pred_frames,
-                    "gt_frames": res.metrics.gt_frames,
-                }
+        if abs(pred.shape[0] - gt.shape[0]) > FRAME_TOLERANCE:
+            mismatch.append(f"{rec.clip_id} ({pred.shape[0]} predicted vs {gt.shape[0]} frames)")
+            continue
+        results.append(
+            evaluate_clip(
+                rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
             )
-        results.append(res)
+        )
+    if mismatch:
+        raise MetricError(
+            f"{len(mismatch)} prediction(s) in {pred_dir} differ from the ground truth by more than "
+            f"{FRAME_TOLERANCE:g} frame: {_short(mismatch, 10)}; are they at the dataset's {index.fps:g} fps "
+            "and for the whole clip?"
+        )
     extra = {
         "data": {
             "root": str(data_dir),
@@ -255,13 +261,12 @@ def evaluate_dir(
             "clips_evaluated": len(results),
         },
         "predictions": {"dir": str(pred_dir), "missing": missing, "ignored": ignored},
-        "length_mismatch": mismatch,
     }
     return build_report(results, index.units, topo, extra)
 
 
 def summary_notes(report: Mapping[str, Any]) -> list[str]:
-    """Human-readable notes on missing / ignored predictions and length mismatches of an evaluate_dir report."""
+    """Human-readable notes on missing / ignored predictions of an evaluate_dir report."""
     notes = []
     preds = report.get("predictions") or {}
     if preds.get("missing"):
@@ -271,13 +276,6 @@ def summary_notes(report: Mapping[str, Any]) -> list[str]:
         ig = preds["ignored"]
         notes.append(
             f"ignored {len(ig)} prediction file(s) not in split {report['data']['split']!r}: {_short(ig)}"
-        )
-    mm = report.get("length_mismatch") or []
-    if mm:
-        notes.append(
-            f"warning: {len(mm)} clip(s) differ from the ground truth by more than one frame (truncated to the "
-            "shorter; is the prediction at the dataset fps?): "
-            + _short([f"{d['clip_id']} ({d['pred_frames']} vs {d['gt_frames']})" for d in mm])
         )
     return notes
 

@@ -2,6 +2,7 @@
 
 * :mod:`.core` - :class:`FaceTopology` (vertex count, triangles, fps, reference mesh, named regions),
   region files, mesh I/O and the VOCASET/BIWI presets.
+* :mod:`.meshio` - mesh files (OBJ in vertex order, PLY through trimesh) with clear errors.
 * :mod:`.lips` - lip geometry: face axes, outer lip opening, inner-lip contours and the inner lip gap.
 """
 
@@ -15,13 +16,12 @@ from memorytalker.topology.core import (
     RegionDuplicatesWarning,
     RegionSource,
     biwi_topology,
-    load_mesh,
     read_region_file,
     resolve_region,
-    save_mesh,
     vocaset_topology,
 )
 from memorytalker.topology.lips import inner_lip_gap, lip_opening
+from memorytalker.topology.meshio import load_mesh, save_mesh
 
 __all__ = [
     "BIWI_FPS",

@@ -18,7 +18,6 @@ has 254 entries, 250 unique) - never silently.
 
 from __future__ import annotations
 
-import pickle
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from memorytalker.errors import TopologyError
 from memorytalker.topology import lips as _lips
+from memorytalker.topology.meshio import load_mesh
 
 RegionSource = str | Path | np.ndarray | Sequence[int] | Sequence[str | Path]
 
@@ -80,8 +80,12 @@ def read_region_file(path: str | Path) -> dict[str, np.ndarray] | np.ndarray:
                 raise TopologyError(f"{path}: not a list of integers ({exc})") from None
             return _as_index_array(values, str(path))
         if suffix in (".pkl", ".pickle"):
-            with open(path, "rb") as fh:
-                data = pickle.load(fh, encoding="latin1")
+            from memorytalker.safe_pickle import UnsafePickleError, load_pickle
+
+            try:
+                data = load_pickle(path, what=f"region file {path}")
+            except UnsafePickleError as exc:
+                raise TopologyError(str(exc)) from None
             if not isinstance(data, Mapping):
                 return _as_index_array(data, str(path))
             return {str(k): _as_index_array(v, f"{path}:{k}") for k, v in data.items()}
@@ -146,32 +150,6 @@ def resolve_region(
             parts.append(uniq)
         return np.unique(np.concatenate(parts))
     return _resolve_one(source, base, f"region {name!r}")
-
-
-def load_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``(vertices (V, 3) float32, faces (F, 3) int64)`` from a .ply/.obj, keeping vertex order."""
-    path = Path(path)
-    if not path.is_file():
-        raise TopologyError(f"mesh file not found: {path}")
-    import trimesh
-
-    try:
-        mesh = trimesh.load(path, process=False, force="mesh", maintain_order=True)
-    except Exception as exc:
-        raise TopologyError(f"cannot read mesh {path}: {exc}") from exc
-    verts = np.asarray(mesh.vertices, dtype=np.float32)
-    faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
-    if verts.ndim != 2 or verts.shape[0] == 0:
-        raise TopologyError(f"mesh {path} has no vertices")
-    return verts, faces
-
-
-def save_mesh(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write a mesh (.ply or .obj) with the given vertex order."""
-    import trimesh
-
-    mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False)
-    mesh.export(str(path))
 
 
 @dataclass(frozen=True, eq=False)
