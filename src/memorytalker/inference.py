@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memorytalker.data.audio import SAMPLE_RATE, AudioSource, load_audio
+from memorytalker.data.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, AudioSource, load_audio
 from memorytalker.errors import CheckpointError, TopologyError
 from memorytalker.topology import FaceTopology, load_mesh
 
@@ -145,7 +145,7 @@ class Animator:
         """
         import torch
 
-        wave = load_audio(audio, sample_rate=sample_rate, reject_silence=True)
+        wave = load_audio(audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True)
         tpl = load_template(template, self.topology)
         with torch.inference_mode():
             x = torch.from_numpy(wave).to(self.device)[None]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from memorytalker.data.audio import SAMPLE_RATE, AudioSource, load_audio
+from memorytalker.data.audio import MIN_SPEECH_SECONDS, SAMPLE_RATE, AudioSource, load_audio
 from memorytalker.errors import MemoryTalkerError
 
 #: Pipeline steps in order (the web page shows "step i of n").
@@ -132,7 +132,7 @@ def animate_to_files(
             "(write vertices only: no video, no glb)"
         )
     on_step("animating")
-    wave = load_audio(audio, sample_rate=sample_rate, reject_silence=True)
+    wave = load_audio(audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True)
     vertices = check_vertices(
         animator.animate(wave, sample_rate=SAMPLE_RATE, template=template), animator.topology.num_vertices
     )

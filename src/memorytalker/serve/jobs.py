@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from memorytalker.data.audio import MIN_SPEECH_SECONDS
 from memorytalker.errors import AudioError, ConfigError, MemoryTalkerError
 from memorytalker.pipeline import AnimatorLike, OutputOptions, animate_to_files
 
@@ -75,7 +76,8 @@ class ServeSettings:
         host, port: where uvicorn listens (``127.0.0.1`` keeps the page local to this machine).
         checkpoint: model checkpoint (``None``: the package's embedded default).
         max_seconds: longest accepted recording (seconds of audio).
-        min_seconds: shortest accepted recording (seconds).
+        min_seconds: shortest accepted recording (seconds; at least
+            :data:`memorytalker.data.audio.MIN_SPEECH_SECONDS`, the rule of ``memorytalker animate``).
         max_bytes: largest accepted upload (bytes of the audio file).
         upload_seconds: longest time an upload may take to arrive (slower ones get HTTP 408).
         workers: generation jobs that run at the same time (each uses the CPU fully; 1 suits 2 cores).
@@ -89,7 +91,7 @@ class ServeSettings:
     port: int = 8000
     checkpoint: str | None = None
     max_seconds: float = 60.0
-    min_seconds: float = 0.25
+    min_seconds: float = MIN_SPEECH_SECONDS
     max_bytes: int = 20_000_000
     upload_seconds: float = 60.0
     workers: int = 1
@@ -104,9 +106,10 @@ class ServeSettings:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
         if not (self.max_seconds > 0):
             raise ConfigError(f"max_seconds must be positive, got {self.max_seconds}")
-        if not (0 <= self.min_seconds < self.max_seconds):
+        if not (MIN_SPEECH_SECONDS <= self.min_seconds < self.max_seconds):
             raise ConfigError(
-                f"min_seconds must be in [0, max_seconds={self.max_seconds}), got {self.min_seconds}"
+                f"min_seconds must be in [{MIN_SPEECH_SECONDS:g}, max_seconds={self.max_seconds}), got "
+                f"{self.min_seconds}"
             )
         if not (self.upload_seconds > 0):
             raise ConfigError(f"upload_seconds must be positive, got {self.upload_seconds}")
@@ -210,12 +213,10 @@ def check_upload(data: bytes, filename: str, settings: ServeSettings, sample_rat
             "upload or record a shorter clip",
             422,
         )
-    if seconds < settings.min_seconds:
-        raise UploadError(
-            f"{shown} is only {seconds:.2f} s long; record at least {settings.min_seconds:g} s of speech", 422
-        )
     try:
-        return load_audio(raw, sample_rate=rate, target_rate=sample_rate, reject_silence=True)
+        return load_audio(
+            raw, sample_rate=rate, target_rate=sample_rate, min_duration=settings.min_seconds, reject_silence=True
+        )
     except AudioError as exc:
         message = str(exc).replace("audio array: ", "")
         raise UploadError(f"{shown}: {message}", 422) from None
