@@ -54,6 +54,11 @@ def _audio_info(path: Path) -> tuple[int, int, bool]:
     return int(data.shape[0]), int(rate), bool(np.all(np.isfinite(data)))
 
 
+class _Findings(list):
+    def add(self, kind: str, message: str, path=None, clip_id=None) -> None:
+        self.append(Finding(kind, message, str(path) if path is not None else None, clip_id))
+
+
 def check_dataset(
     root: str | Path,
     layout: str | Path | None = None,
@@ -70,131 +75,141 @@ def check_dataset(
     """
     from tqdm import tqdm
 
-    from memorytalker.data.audio import frame_mismatch
-    from memorytalker.data.layout import (
-        TEMPLATES_NAME,
-        load_dataset,
-        parse_clip_id,
-        read_phonemes,
-        read_templates,
-    )
+    from memorytalker.data.layout import load_dataset
 
-    findings: list[Finding] = []
-
-    def add(kind: str, message: str, path=None, clip_id=None) -> None:
-        findings.append(Finding(kind, message, str(path) if path is not None else None, clip_id))
-
+    findings = _Findings()
     try:
         index = load_dataset(root, layout=layout, topology=topology)
     except MemoryTalkerError as exc:
         return [Finding("manifest", str(exc), str(root))]
+    expected_v = _expected_vertices(index, findings)
+    templates, expected_v = _check_templates(index, expected_v, findings)
+    paired = _pair_clips(index, findings)
+    for cid in tqdm(paired, desc="data check", unit="clip", disable=not progress):
+        _check_clip(index, cid, expected_v, findings)
+    _check_splits_and_templates(index, paired, templates, findings)
+    return list(findings)
 
-    # ---- expected vertex count: topology > manifest > templates > most common in the data
-    expected_v: int | None = None
+
+def _expected_vertices(index, findings: _Findings) -> int | None:
+    """Vertex count every array must have: the topology's, else the manifest's (else None)."""
     try:
         if index.has_topology:
-            expected_v = index.topology.num_vertices
+            return index.topology.num_vertices
     except MemoryTalkerError as exc:
-        add("unreadable", f"topology: {exc}", index.root)
-    if expected_v is None:
-        expected_v = index.manifest.num_vertices
+        findings.add("unreadable", f"topology: {exc}", index.root)
+    return index.manifest.num_vertices
+
+
+def _check_templates(index, expected_v: int | None, findings: _Findings) -> tuple[dict, int | None]:
+    """Read templates.pkl (safely); with no other source of the vertex count, its most common one."""
+    from memorytalker.data.layout import TEMPLATES_NAME, read_templates
 
     templates: dict[str, np.ndarray] = {}
     tpl_path = index.root / TEMPLATES_NAME
     if not tpl_path.is_file():
-        add("unreadable", f"templates file not found: {tpl_path}", tpl_path)
-    else:
-        try:
-            templates = read_templates(tpl_path)
-        except MemoryTalkerError as exc:
-            add("unreadable", str(exc), tpl_path)
-        if expected_v is None and templates:
-            counts = [t.shape[0] for t in templates.values()]
-            expected_v = max(set(counts), key=counts.count)
-        for subj, tpl in templates.items():
-            if expected_v is not None and tpl.shape[0] != expected_v:
-                add(
-                    "vertex_count",
-                    f"{tpl_path}: template of {subj!r} has {tpl.shape[0]} vertices, expected {expected_v}",
-                    tpl_path,
-                )
-            if not np.all(np.isfinite(tpl)):
-                add("nonfinite", f"{tpl_path}: template of {subj!r} contains NaN/Inf", tpl_path)
+        findings.add("unreadable", f"templates file not found: {tpl_path}", tpl_path)
+        return templates, expected_v
+    try:
+        templates = read_templates(tpl_path)
+    except MemoryTalkerError as exc:
+        findings.add("unreadable", str(exc), tpl_path)
+    if expected_v is None and templates:
+        counts = [t.shape[0] for t in templates.values()]
+        expected_v = max(set(counts), key=counts.count)
+    for subj, tpl in templates.items():
+        if expected_v is not None and tpl.shape[0] != expected_v:
+            findings.add(
+                "vertex_count",
+                f"{tpl_path}: template of {subj!r} has {tpl.shape[0]} vertices, expected {expected_v}",
+                tpl_path,
+            )
+        if not np.all(np.isfinite(tpl)):
+            findings.add("nonfinite", f"{tpl_path}: template of {subj!r} contains NaN/Inf", tpl_path)
+    return templates, expected_v
 
-    # ---- pairing and clip ids
+
+def _pair_clips(index, findings: _Findings) -> list[str]:
+    """Clip ids with both a vertex and an audio file and a valid name."""
+    from memorytalker.data.layout import parse_clip_id
+
     verts, wavs = index.vertex_files, index.audio_files
     for cid in sorted(set(verts) - set(wavs)):
-        add("missing_audio", f"{verts[cid]} has no audio file wav/{cid}.wav", verts[cid], cid)
+        findings.add("missing_audio", f"{verts[cid]} has no audio file wav/{cid}.wav", verts[cid], cid)
     for cid in sorted(set(wavs) - set(verts)):
-        add("missing_vertices", f"{wavs[cid]} has no vertex file vertices_npy/{cid}.npy", wavs[cid], cid)
+        findings.add(
+            "missing_vertices", f"{wavs[cid]} has no vertex file vertices_npy/{cid}.npy", wavs[cid], cid
+        )
     paired: list[str] = []
     for cid in sorted(set(verts) & set(wavs)):
         try:
             parse_clip_id(cid)
             paired.append(cid)
         except MemoryTalkerError as exc:
-            add("bad_clip_id", str(exc), verts[cid], cid)
+            findings.add("bad_clip_id", str(exc), verts[cid], cid)
+    return paired
 
-    # ---- per clip: vertices, audio, duration, phonemes
-    for cid in tqdm(paired, desc="data check", unit="clip", disable=not progress):
-        rec = index._clip(cid)
-        n_frames = None
+
+def _vertex_frames(index, rec, expected_v: int | None, findings: _Findings) -> int | None:
+    """Check one vertex file; its frame count at the dataset fps (None when it cannot be used)."""
+    cid, path = rec.clip_id, rec.vertices_path
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        findings.add("unreadable", f"cannot read vertices {path}: {exc}", path, cid)
+        return None
+    if not (
+        arr.dtype.kind == "f"
+        and ((arr.ndim == 2 and arr.shape[1] % 3 == 0) or (arr.ndim == 3 and arr.shape[2] == 3))
+    ):
+        findings.add(
+            "vertex_count",
+            f"{path}: {arr.dtype} array of shape {arr.shape} is neither (T, V*3) nor (T, V, 3) float",
+            path,
+            cid,
+        )
+        return None
+    v = arr.shape[1] // 3 if arr.ndim == 2 else arr.shape[1]
+    if expected_v is not None and v != expected_v:
+        findings.add("vertex_count", f"{path}: {v} vertices per frame, expected {expected_v}", path, cid)
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(arr))))
+    if bad:
+        findings.add("nonfinite", f"{path}: {bad} NaN/Inf values", path, cid)
+    if arr.shape[0] == 0:
+        findings.add("vertex_count", f"{path}: no frames", path, cid)
+        return None
+    return len(range(0, arr.shape[0], index.stride))
+
+
+def _check_clip(index, cid: str, expected_v: int | None, findings: _Findings) -> None:
+    """Vertices, audio, their lengths (:func:`~memorytalker.data.audio.frame_mismatch`) and phonemes."""
+    from memorytalker.data.audio import frame_mismatch
+    from memorytalker.data.layout import read_phonemes
+
+    rec = index._clip(cid)
+    n_frames = _vertex_frames(index, rec, expected_v, findings)
+    samples = None
+    try:
+        samples, rate, finite = _audio_info(rec.wav_path)
+        if not finite:
+            findings.add("nonfinite", f"{rec.wav_path}: audio contains NaN/Inf samples", rec.wav_path, cid)
+    except MemoryTalkerError as exc:
+        findings.add("unreadable", str(exc), rec.wav_path, cid)
+    if samples is not None and n_frames is not None:
+        problem = frame_mismatch(samples / rate, n_frames, index.fps)
+        if problem is not None:
+            findings.add("duration_mismatch", f"{cid}: {problem}", rec.wav_path, cid)
+    if rec.phonemes_path is not None:
         try:
-            arr = np.load(rec.vertices_path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            add("unreadable", f"cannot read vertices {rec.vertices_path}: {exc}", rec.vertices_path, cid)
-            arr = None
-        if arr is not None:
-            shape_ok = arr.dtype.kind == "f" and (
-                (arr.ndim == 2 and arr.shape[1] % 3 == 0) or (arr.ndim == 3 and arr.shape[2] == 3)
-            )
-            if not shape_ok:
-                add(
-                    "vertex_count",
-                    f"{rec.vertices_path}: {arr.dtype} array of shape {arr.shape} is neither (T, V*3) "
-                    "nor (T, V, 3) float",
-                    rec.vertices_path,
-                    cid,
-                )
-            else:
-                v = arr.shape[1] // 3 if arr.ndim == 2 else arr.shape[1]
-                if expected_v is not None and v != expected_v:
-                    add(
-                        "vertex_count",
-                        f"{rec.vertices_path}: {v} vertices per frame, expected {expected_v}",
-                        rec.vertices_path,
-                        cid,
-                    )
-                if arr.shape[0] == 0:
-                    add("vertex_count", f"{rec.vertices_path}: no frames", rec.vertices_path, cid)
-                else:
-                    n_frames = len(range(0, arr.shape[0], index.stride))
-                bad = int(np.count_nonzero(~np.isfinite(np.asarray(arr))))
-                if bad:
-                    add(
-                        "nonfinite",
-                        f"{rec.vertices_path}: {bad} NaN/Inf values",
-                        rec.vertices_path,
-                        cid,
-                    )
-        samples = None
-        try:
-            samples, rate, finite = _audio_info(rec.wav_path)
-            if not finite:
-                add("nonfinite", f"{rec.wav_path}: audio contains NaN/Inf samples", rec.wav_path, cid)
+            read_phonemes(rec.phonemes_path)
         except MemoryTalkerError as exc:
-            add("unreadable", str(exc), rec.wav_path, cid)
-        if samples is not None and n_frames is not None:
-            problem = frame_mismatch(samples / rate, n_frames, index.fps)
-            if problem is not None:
-                add("duration_mismatch", f"{cid}: {problem}", rec.wav_path, cid)
-        if rec.phonemes_path is not None:
-            try:
-                read_phonemes(rec.phonemes_path)
-            except MemoryTalkerError as exc:
-                add("unreadable", str(exc), rec.phonemes_path, cid)
+            findings.add("unreadable", str(exc), rec.phonemes_path, cid)
 
-    # ---- splits and templates
+
+def _check_splits_and_templates(index, paired: list[str], templates: dict, findings: _Findings) -> None:
+    """Splits name existing clips/subjects and select something; every subject with clips has a template."""
+    from memorytalker.data.layout import TEMPLATES_NAME, parse_clip_id
+
     subjects_with_clips: dict[str, list[str]] = {}
     for cid in paired:
         subjects_with_clips.setdefault(parse_clip_id(cid)[0], []).append(cid)
@@ -202,19 +217,19 @@ def check_dataset(
         if spec.clips is not None:
             for c in spec.clips:
                 if c not in paired:
-                    add("unknown_clip", f"split {name!r} lists clip {c!r}, which has no vertices+audio pair")
+                    findings.add(
+                        "unknown_clip", f"split {name!r} lists clip {c!r}, which has no vertices+audio pair"
+                    )
         else:
             for s in spec.subjects or ():
                 if s not in subjects_with_clips:
-                    add("unknown_subject", f"split {name!r} names subject {s!r}, which has no clip")
-        selected = [c for c in paired if spec.selects(c, *parse_clip_id(c))]
-        if not selected:
-            add("empty_split", f"split {name!r} selects no clip")
-    if templates or not tpl_path.is_file():
+                    findings.add("unknown_subject", f"split {name!r} names subject {s!r}, which has no clip")
+        if not [c for c in paired if spec.selects(c, *parse_clip_id(c))]:
+            findings.add("empty_split", f"split {name!r} selects no clip")
+    if templates or not (index.root / TEMPLATES_NAME).is_file():
         for subj in sorted(subjects_with_clips):
             if subj not in templates:
-                add("no_template", f"subject {subj!r} has clips but no template in {TEMPLATES_NAME}")
-    return findings
+                findings.add("no_template", f"subject {subj!r} has clips but no template in {TEMPLATES_NAME}")
 
 
 def format_findings(findings: list[Finding], max_per_kind: int | None = None) -> str:

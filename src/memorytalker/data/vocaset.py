@@ -182,6 +182,42 @@ def prepare_vocaset(
     from tqdm import tqdm
 
     raw, out = Path(raw), Path(out)
+    _check_raw(raw, mesh, regions)
+    topology = None
+    if mesh is not None:
+        from memorytalker.topology import vocaset_topology
+
+        topology = vocaset_topology(mesh, regions)
+    verts_path, n_rows, num_v = _open_vertices(raw)
+    if topology is not None and topology.num_vertices != num_v:
+        raise DatasetError(
+            f"{verts_path} has {num_v} vertices per frame but {mesh} has {topology.num_vertices}"
+        )
+    audio_pkl, index_pkl, templates = _read_pickles(raw, num_v)
+    _prepare_out(out, overwrite)
+
+    summary = PrepareSummary(out=out)
+    pairs: list[tuple[str, str]] = []
+    for subj in sorted(set(index_pkl) | set(audio_pkl), key=str):
+        seqs = set(index_pkl.get(subj, {})) | set(audio_pkl.get(subj, {}))
+        pairs.extend((subj, seq) for seq in sorted(seqs, key=str))
+    float_scaled = 0
+    for subj, seq in tqdm(pairs, desc="prepare vocaset", unit="clip", disable=not progress):
+        float_scaled += _convert_clip(subj, seq, audio_pkl, index_pkl, verts_path, n_rows, out, summary)
+
+    if float_scaled:
+        summary.notes.append(f"{float_scaled} clip(s): float audio on the int16 scale was divided by 32768")
+    subjects = sorted({c.rsplit("_", 1)[0] for c in summary.written})
+    no_tpl = [s for s in subjects if s not in templates]
+    if no_tpl:
+        summary.notes.append(f"subject(s) without a template in templates.pkl: {no_tpl}")
+    if not summary.written:
+        raise DatasetError(f"{raw}: no clip could be converted\n{summary.format()}")
+    _write_dataset_files(raw, out, templates, topology, num_v, summary)
+    return summary
+
+
+def _check_raw(raw: Path, mesh: str | Path | None, regions: str | Path | None) -> None:
     if not raw.is_dir():
         raise DatasetError(f"VOCASET folder not found: {raw}")
     missing = [name for name in RAW_FILES.values() if not (raw / name).is_file()]
@@ -193,12 +229,9 @@ def prepare_vocaset(
     if (mesh is None) != (regions is None):
         raise DatasetError("give both --mesh (FLAME_sample.ply) and --regions (FLAME_masks.pkl), or neither")
 
-    topology = None
-    if mesh is not None:
-        from memorytalker.topology import vocaset_topology
 
-        topology = vocaset_topology(mesh, regions)
-
+def _open_vertices(raw: Path) -> tuple[Path, int, int]:
+    """``(path, rows, V)`` of ``data_verts.npy`` (memory-mapped only to read its shape)."""
     verts_path = raw / RAW_FILES["verts"]
     try:
         verts = np.load(verts_path, mmap_mode="r", allow_pickle=False)
@@ -210,13 +243,11 @@ def prepare_vocaset(
         raise DatasetError(
             f"{verts_path}: expected a float (N_total, V, 3) array, got {verts.dtype} {verts.shape}"
         )
-    n_rows, num_v = int(verts.shape[0]), int(verts.shape[1])
-    del verts  # each sequence re-opens the map (_read_rows)
-    if topology is not None and topology.num_vertices != num_v:
-        raise DatasetError(
-            f"{verts_path} has {num_v} vertices per frame but {mesh} has {topology.num_vertices}"
-        )
+    return verts_path, int(verts.shape[0]), int(verts.shape[1])  # each sequence re-opens the map (_read_rows)
 
+
+def _read_pickles(raw: Path, num_v: int) -> tuple[Mapping, Mapping, dict[str, np.ndarray]]:
+    """The audio, sequence-index and template pickles (read safely), checked for shape."""
     audio_pkl = _load_pickle(raw / RAW_FILES["audio"])
     index_pkl = _load_pickle(raw / RAW_FILES["index"])
     templates_pkl = _load_pickle(raw / RAW_FILES["templates"])
@@ -227,7 +258,6 @@ def prepare_vocaset(
         for subj, seqs in obj.items():
             if not isinstance(seqs, Mapping):
                 raise DatasetError(f"{raw / RAW_FILES[name]}: entry {subj!r} is not a dict of sentences")
-
     templates: dict[str, np.ndarray] = {}
     for subj, tpl in templates_pkl.items():
         a = np.asarray(tpl, dtype=np.float32)
@@ -236,7 +266,10 @@ def prepare_vocaset(
                 f"{raw / RAW_FILES['templates']}: template of {subj!r} has shape {a.shape}, expected ({num_v}, 3)"
             )
         templates[str(subj)] = a.reshape(num_v, 3)
+    return audio_pkl, index_pkl, templates
 
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ours = [out / VERTICES_DIR, out / WAV_DIR, out / MANIFEST_NAME, out / TEMPLATES_NAME, out / TOPOLOGY_NAME]
     if any(p.exists() for p in ours):
@@ -250,58 +283,56 @@ def prepare_vocaset(
     (out / VERTICES_DIR).mkdir()
     (out / WAV_DIR).mkdir()
 
-    summary = PrepareSummary(out=out)
-    pairs: list[tuple[str, str]] = []
-    for subj in sorted(set(index_pkl) | set(audio_pkl), key=str):
-        seqs = set(index_pkl.get(subj, {})) | set(audio_pkl.get(subj, {}))
-        pairs.extend((subj, seq) for seq in sorted(seqs, key=str))
-    float_scaled = 0
-    for subj, seq in tqdm(pairs, desc="prepare vocaset", unit="clip", disable=not progress):
-        clip_id = f"{subj}_{seq}"
-        try:
-            parse_clip_id(clip_id)
-        except DatasetError:
-            summary.skip(BAD_NAME, clip_id)
-            continue
-        if seq not in audio_pkl.get(subj, {}):
-            summary.skip(NO_AUDIO, clip_id)
-            continue
-        if seq not in index_pkl.get(subj, {}):
-            summary.skip(NO_SEQUENCE, clip_id)
-            continue
-        rows, reason, detail = _frame_rows(index_pkl[subj][seq], n_rows)
-        if rows is None:
-            summary.skip(reason, clip_id, detail)
-            continue
-        kept = rows[::STRIDE]
-        frames = _read_rows(verts_path, kept)
-        if not np.all(np.isfinite(frames)):
-            summary.skip(BAD_VERTS, clip_id)
-            continue
-        entry = audio_pkl[subj][seq]
-        try:
-            if not isinstance(entry, Mapping) or "audio" not in entry or "sample_rate" not in entry:
-                raise AudioError("entry is not {'audio': array, 'sample_rate': int}")
-            samples, note = _audio_to_float(entry["audio"], clip_id)
-            float_scaled += note is not None
-            audio16k = load_audio(samples, sample_rate=int(entry["sample_rate"]))
-        except AudioError as exc:
-            summary.skip(BAD_AUDIO, clip_id, str(exc))
-            continue
-        np.save(out / VERTICES_DIR / f"{clip_id}.npy", frames.reshape(len(frames), num_v * 3))
-        write_wav(out / WAV_DIR / f"{clip_id}.wav", audio16k, SAMPLE_RATE)
-        summary.written.append(clip_id)
-        summary.frames += len(frames)
 
-    if float_scaled:
-        summary.notes.append(f"{float_scaled} clip(s): float audio on the int16 scale was divided by 32768")
-    subjects = sorted({c.rsplit("_", 1)[0] for c in summary.written})
-    no_tpl = [s for s in subjects if s not in templates]
-    if no_tpl:
-        summary.notes.append(f"subject(s) without a template in templates.pkl: {no_tpl}")
-    if not summary.written:
-        raise DatasetError(f"{raw}: no clip could be converted\n{summary.format()}")
+def _convert_clip(
+    subj: str,
+    seq: str,
+    audio_pkl: Mapping,
+    index_pkl: Mapping,
+    verts_path: Path,
+    n_rows: int,
+    out: Path,
+    summary: PrepareSummary,
+) -> int:
+    """Write one clip (or record why it is skipped); 1 when its float audio was on the int16 scale."""
+    clip_id = f"{subj}_{seq}"
+    try:
+        parse_clip_id(clip_id)
+    except DatasetError:
+        summary.skip(BAD_NAME, clip_id)
+        return 0
+    if seq not in audio_pkl.get(subj, {}):
+        summary.skip(NO_AUDIO, clip_id)
+        return 0
+    if seq not in index_pkl.get(subj, {}):
+        summary.skip(NO_SEQUENCE, clip_id)
+        return 0
+    rows, reason, detail = _frame_rows(index_pkl[subj][seq], n_rows)
+    if rows is None:
+        summary.skip(reason, clip_id, detail)
+        return 0
+    frames = _read_rows(verts_path, rows[::STRIDE])
+    if not np.all(np.isfinite(frames)):
+        summary.skip(BAD_VERTS, clip_id)
+        return 0
+    entry = audio_pkl[subj][seq]
+    try:
+        if not isinstance(entry, Mapping) or "audio" not in entry or "sample_rate" not in entry:
+            raise AudioError("entry is not {'audio': array, 'sample_rate': int}")
+        samples, note = _audio_to_float(entry["audio"], clip_id)
+        audio16k = load_audio(samples, sample_rate=int(entry["sample_rate"]))
+    except AudioError as exc:
+        summary.skip(BAD_AUDIO, clip_id, str(exc))
+        return 0
+    np.save(out / VERTICES_DIR / f"{clip_id}.npy", frames.reshape(len(frames), -1))
+    write_wav(out / WAV_DIR / f"{clip_id}.wav", audio16k, SAMPLE_RATE)
+    summary.written.append(clip_id)
+    summary.frames += len(frames)
+    return int(note is not None)
 
+
+def _write_dataset_files(raw: Path, out: Path, templates: dict, topology, num_v: int, summary) -> None:
+    """templates.pkl, topology.npz (when given) and dataset.yaml."""
     write_templates(out / TEMPLATES_NAME, templates)
     manifest = replace(load_layout("vocaset"), vertex_fps=30.0, topology=None, num_vertices=num_v)
     if topology is not None:
@@ -314,4 +345,3 @@ def prepare_vocaset(
         "Splits: FaceFormer's standard VOCASET splits.\n"
     )
     (out / MANIFEST_NAME).write_text(header + yaml.safe_dump(manifest.to_dict(), sort_keys=False))
-    return summary
