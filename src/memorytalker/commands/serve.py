@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest upload accepted, in bytes (default 20000000)",
     )
     parser.add_argument(
+        "--upload-seconds",
+        type=float,
+        default=60.0,
+        help="longest time an upload may take to arrive, in seconds (default 60; slower: HTTP 408)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="animations generated at the same time (default 1)"
     )
     parser.add_argument(
@@ -61,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         max_seconds=args.max_seconds,
         max_bytes=args.max_bytes,
+        upload_seconds=args.upload_seconds,
         workers=args.workers,
         max_queued=args.max_queued,
         output_dir=args.output_dir,
