@@ -16,8 +16,9 @@ $MT train --config $C
 $MT train --config $C --stage animating
 # no-memory ablation -> runs/synthetic_nomem/nomem
 $MT train --config configs/synthetic_nomem.yaml
-# stage 2 with the paper's level-independent style input -> runs/synthetic/animating_normalized
-$MT train --config $C --stage animating stage.name=animating_normalized model.style.level=normalized
+# stage 2 with the paper's level-independent style input -> runs/synthetic_normalized/animating
+$MT train --config $C --stage animating output_dir=runs/synthetic_normalized model.style.level=normalized \
+  stage.init_from=runs/synthetic/memorizing/best.pt
 # stage 1 and 2 without stage 1's per-group learning rates (the memory does not follow E_m)
 $MT train --config $C "stage.lr_scale={memory: 1, motion_encoder: 1}" output_dir=runs/synthetic_samelr
 $MT train --config $C --stage animating output_dir=runs/synthetic_samelr
@@ -26,7 +27,7 @@ $MT train --config configs/synthetic_nomem.yaml optim.seed=1 output_dir=runs/syn
 $MT train --config $C optim.seed=1 output_dir=runs/synthetic_seed1
 $MT train --config $C --stage animating optim.seed=1 output_dir=runs/synthetic_seed1
 
-runs=(synthetic_nomem/nomem synthetic/memorizing synthetic/animating synthetic/animating_normalized
+runs=(synthetic_nomem/nomem synthetic/memorizing synthetic/animating synthetic_normalized/animating
       synthetic_samelr/memorizing synthetic_samelr/animating
       synthetic_nomem_seed1/nomem synthetic_seed1/memorizing synthetic_seed1/animating)
 labels=("no memory" "stage 1" "stage 2" "stage 2, normalised style input"
@@ -43,7 +44,7 @@ done
 $PY scripts/results_table.py --data data/synthetic --split test "${reports[@]}"
 $PY scripts/style_amplitude.py --data data/synthetic --split test "${preds[@]:0:3}"
 $PY scripts/style_weights.py --data data/synthetic "stage 2=runs/synthetic/animating/best.pt" \
-  "normalised input=runs/synthetic/animating_normalized/best.pt" \
+  "normalised input=runs/synthetic_normalized/animating/best.pt" \
   "one learning rate=runs/synthetic_samelr/animating/best.pt" "seed 1=runs/synthetic_seed1/animating/best.pt"
 $PY scripts/memory_reliance.py runs/synthetic/memorizing/best.pt runs/synthetic/animating/best.pt \
   runs/synthetic_samelr/memorizing/best.pt runs/synthetic_samelr/animating/best.pt \
