@@ -3,7 +3,8 @@
 Mesh: ``../shared/data/flame/FLAME_sample.ply`` (5023 vertices, 9976 triangles) when present, otherwise a
 generated UV sphere of about 5,000 vertices. The motion opens and closes the lower lip/jaw region plus a
 small whole-face wobble, so normals and every vertex change each frame. Audio: a synthetic 16 kHz signal
-as long as the frames. Target (issue 5): >= 30 rendered frames per second at 512x512 for a 5k-vertex
+as long as the frames. The shipped ICT face (``memorytalker.face``) is timed too: its animated region
+alone and with every part and vertex colours, render only. Target (issue 5): >= 30 rendered frames per second at 512x512 for a 5k-vertex
 mesh on 2 cores, encoding included.
 """
 
@@ -46,6 +47,58 @@ def animate(v: np.ndarray, frames: int) -> np.ndarray:
     return seq
 
 
+def bench_face(frames: int, size: int) -> list[tuple[str, float, float]]:
+    """Render-only timings of the shipped ICT face (memorytalker.face): the animated region alone, and all
+    parts (mouth socket, teeth, gums, eyeballs) with vertex colours; a jaw/smile motion posed from weights."""
+    from memorytalker.face import FaceModel
+    from memorytalker.face.arkit import ARKIT_NAMES
+    from memorytalker.render.camera import frame_vertices
+    from memorytalker.render.gl import MeshRenderer
+
+    face = FaceModel.load()
+    t = np.arange(frames)
+    w = np.zeros((frames, len(ARKIT_NAMES)), dtype=np.float32)
+    w[:, ARKIT_NAMES.index("jawOpen")] = 0.5 * (1 - np.cos(t / 4.0))
+    w[:, ARKIT_NAMES.index("mouthSmileLeft")] = 0.5 * (1 - np.cos(t / 9.0))
+    seq = face.pose_arkit(w)
+    cam = frame_vertices(face.neutral[face.topology.region("narrow_face")], margin=1.2)
+    rows = []
+    cases = (
+        (
+            f"ICT face, animated region only ({face.num_animated} vertices)",
+            face.topology.faces,
+            face.num_animated,
+            None,
+        ),
+        (
+            f"ICT face, all parts + vertex colours ({face.num_vertices} vertices)",
+            face.faces,
+            face.num_vertices,
+            face.vertex_colours,
+        ),
+    )
+    for name, faces, n, colours in cases:
+        with MeshRenderer(faces, n, cam, size=size, samples=0, colours=colours) as r:
+            for i in range(30):
+                r.render(seq[i % frames, :n])
+            t0 = time.perf_counter()
+            for i in range(frames):
+                r.render(seq[i, :n], frame=i)
+            dt = time.perf_counter() - t0
+        rows.append((name, dt, frames / dt))
+    t0 = time.perf_counter()
+    face.pose_arkit(w)
+    dt = time.perf_counter() - t0
+    rows.append(
+        (
+            f"ICT face: posing {frames} frames from ARKit weights (all {face.num_vertices} vertices)",
+            dt,
+            frames / dt,
+        )
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="frames (300 = 10 s at 30 fps)")
@@ -86,6 +139,7 @@ def main() -> None:
                     frames.append(img)
             dt = time.perf_counter() - t0
         rows.append(("render only (normals + draw + readback)", dt, args.frames / dt))
+        rows += bench_face(args.frames, args.size)
         # 2. encode only (H.264 + AAC)
         t0 = time.perf_counter()
         with VideoWriter(tmp / "enc.mp4", args.size, args.size, args.fps, audio=audio, sample_rate=sr) as w:

@@ -97,6 +97,7 @@ def render_frames(
     units: str | None = None,
     labels: bool = True,
     samples: int = 0,
+    colours: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Render a sequence to composed ``(H, W, 3)`` uint8 RGB frames, one per output frame.
 
@@ -113,12 +114,15 @@ def render_frames(
         units: vertex units for the plot label (``"m"`` plots millimetres).
         labels: write "prediction" / "ground truth" on the panels when side by side.
         samples: MSAA samples (0 = off; 4 halves the speed on llvmpipe).
+        colours: optional ``(V, 3)`` per-vertex linear RGB (e.g. a :class:`~memorytalker.face.FaceModel`'s
+            ``vertex_colours``: skin, teeth, gums, mouth socket, eyes); default one skin-grey albedo.
 
     Yields ``(H, W, 3)`` uint8 frames (see :func:`frame_layout`); the GL context lives as long as the
     iterator (close it, or exhaust it, to release it).
 
     Raises:
-        RenderError: bad shapes, no triangles, NaN vertices (naming the frame), lip plot without topology.
+        RenderError: bad shapes, no triangles, NaN vertices (naming the frame), lip plot without topology,
+            colours of another shape.
     """
     pred = as_sequence(vertices, "vertices")
     n_vert = pred.shape[1]
@@ -149,15 +153,16 @@ def render_frames(
             curves["ground truth"] = lip_opening(gt[gt_idx], topology)
         strip, cursor = lip_plot_strip(curves, fps, total, width, strip_h, units=units)
 
-    from memorytalker.render.gl import MeshRenderer, check_faces
+    from memorytalker.render.gl import MeshRenderer, check_colours, check_faces
 
     check_faces(faces, n_vert)
+    check_colours(colours, n_vert)
     first = gt[0] if gt is not None else pred[0]
     cam = camera or frame_vertices(first)
     masks = (_label("prediction", size), _label("ground truth", size)) if gt is not None and labels else None
     pad = max(4, size // 64)
 
-    renderer = MeshRenderer(faces, n_vert, cam, size=size, samples=samples)
+    renderer = MeshRenderer(faces, n_vert, cam, size=size, samples=samples, colours=colours)
     try:
         for i in range(total):
             out = np.empty((height, width, 3), dtype=np.uint8)

@@ -2,8 +2,10 @@
 
 Per frame: smooth vertex normals are computed vectorised (area-weighted face normals summed into vertices
 through a sparse vertex-face incidence matrix), the positions and normals are written to their buffers,
-the mesh is drawn with Blinn-Phong shading (a warm key light, a cool fill, a rim light and ambient, on a
-skin-grey material, lit two-sided so the winding order does not matter) and the image is read back.
+the mesh is drawn with Blinn-Phong shading (a warm key light, a cool fill, a rim light and ambient, lit
+two-sided so the winding order does not matter) and the image is read back. The material colour is a
+skin-grey albedo, or per-vertex colours (skin, teeth, gums, mouth socket, eyeballs, irises of a
+:class:`~memorytalker.face.FaceModel`: its ``vertex_colours``), interpolated across each triangle.
 
 Nothing falls back silently: no EGL, an out-of-range triangle, a NaN vertex or a frame in which nothing
 was drawn raises :class:`~memorytalker.render.errors.RenderError` naming the cause.
@@ -30,11 +32,14 @@ uniform mat4 mvp;
 uniform mat4 mv;
 in vec3 in_pos;
 in vec3 in_normal;
+in vec3 in_colour;
 out vec3 v_pos;
 out vec3 v_normal;
+out vec3 v_colour;
 void main() {
     vec4 p = mv * vec4(in_pos, 1.0);
     v_pos = p.xyz;
+    v_colour = in_colour;
     v_normal = mat3(mv) * in_normal;
     gl_Position = mvp * vec4(in_pos, 1.0);
 }
@@ -44,14 +49,15 @@ _FRAGMENT_SHADER = """
 #version 330
 in vec3 v_pos;
 in vec3 v_normal;
+in vec3 v_colour;
 out vec4 f_color;
-uniform vec3 albedo;
 uniform vec3 ambient;
 uniform vec3 light_dir[3];
 uniform vec3 light_col[3];
 uniform float shininess;
 uniform float specular;
 void main() {
+    vec3 albedo = v_colour;
     vec3 n = normalize(v_normal);
     vec3 view = normalize(-v_pos);
     if (dot(n, view) < 0.0) n = -n;  // two-sided: inner lips, mouth, either winding
@@ -120,6 +126,25 @@ def check_faces(faces: np.ndarray, num_vertices: int) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.uint32)
 
 
+def check_colours(colours: np.ndarray | None, num_vertices: int) -> np.ndarray:
+    """``(V, 3)`` contiguous float32 per-vertex colours (:data:`ALBEDO` everywhere when None).
+
+    Raises:
+        RenderError: another shape, NaN/Inf, or values outside ``[0, 1]`` (linear RGB).
+    """
+    if colours is None:
+        return np.tile(np.asarray(ALBEDO, dtype=np.float32), (num_vertices, 1))
+    c = np.asarray(colours)
+    if c.dtype.kind not in "fiu":
+        raise RenderError(f"vertex colours must be numbers, got dtype {c.dtype}")
+    c = c.astype(np.float32)
+    if c.shape != (num_vertices, 3):
+        raise RenderError(f"vertex colours must be ({num_vertices}, 3) linear RGB, got shape {c.shape}")
+    if not np.all(np.isfinite(c)) or c.min() < 0 or c.max() > 1:
+        raise RenderError("vertex colours must be finite linear RGB values in [0, 1]")
+    return np.ascontiguousarray(c)
+
+
 class VertexNormals:
     """Smooth per-vertex normals for a fixed triangle list: ``__call__((V, 3)) -> (V, 3)`` float32."""
 
@@ -155,6 +180,7 @@ class MeshRenderer:
         size: image width and height in pixels.
         samples: MSAA samples (0 = none; 4 smooths edges at a small cost on llvmpipe).
         ctx: an existing moderngl context to share (one is created otherwise and released by :meth:`close`).
+        colours: optional ``(V, 3)`` per-vertex linear RGB in ``[0, 1]`` (default: :data:`ALBEDO` everywhere).
 
     Use as a context manager or call :meth:`close`.
     """
@@ -167,6 +193,7 @@ class MeshRenderer:
         size: int = 512,
         samples: int = 4,
         ctx=None,
+        colours: np.ndarray | None = None,
     ) -> None:
         if int(size) < 16:
             raise RenderError(f"image size must be at least 16 pixels, got {size}")
@@ -174,6 +201,7 @@ class MeshRenderer:
         self.num_vertices = int(num_vertices)
         self.faces = check_faces(faces, self.num_vertices)
         self.normals = VertexNormals(self.faces, self.num_vertices)
+        self.colours = check_colours(colours, self.num_vertices)
         self.camera = camera
         self._own_ctx = ctx is None
         self.ctx = create_context() if ctx is None else ctx
@@ -196,7 +224,6 @@ class MeshRenderer:
         # moderngl expects column-major bytes: write the transpose of the row-major matrices
         prog["mv"].write(np.ascontiguousarray(view.T).tobytes())
         prog["mvp"].write(np.ascontiguousarray((proj @ view).T).tobytes())
-        prog["albedo"].value = ALBEDO
         prog["ambient"].value = _AMBIENT
         prog["light_dir"].write(np.asarray(_LIGHT_DIRS, dtype=np.float32).tobytes())
         prog["light_col"].write(np.asarray(_LIGHT_COLS, dtype=np.float32).tobytes())
@@ -205,10 +232,15 @@ class MeshRenderer:
         v = self.num_vertices
         self.vbo_pos = ctx.buffer(reserve=v * 12)
         self.vbo_nrm = ctx.buffer(reserve=v * 12)
+        self.vbo_col = ctx.buffer(self.colours.tobytes())
         self.ibo = ctx.buffer(self.faces.tobytes())
         self.vao = ctx.vertex_array(
             prog,
-            [(self.vbo_pos, "3f", "in_pos"), (self.vbo_nrm, "3f", "in_normal")],
+            [
+                (self.vbo_pos, "3f", "in_pos"),
+                (self.vbo_nrm, "3f", "in_normal"),
+                (self.vbo_col, "3f", "in_colour"),
+            ],
             index_buffer=self.ibo,
             index_element_size=4,
         )
@@ -274,7 +306,7 @@ class MeshRenderer:
 
     def close(self) -> None:
         """Release the GL objects (and the context when this renderer created it)."""
-        for name in ("vao", "ibo", "vbo_pos", "vbo_nrm", "fbo", "ms_fbo", "prog"):
+        for name in ("vao", "ibo", "vbo_pos", "vbo_nrm", "vbo_col", "fbo", "ms_fbo", "prog"):
             obj = getattr(self, name, None)
             if obj is not None:
                 try:
@@ -297,10 +329,16 @@ class MeshRenderer:
 
 
 def render_image(
-    vertices: np.ndarray, faces: np.ndarray, size: int = 512, camera: Camera | None = None
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    size: int = 512,
+    camera: Camera | None = None,
+    colours: np.ndarray | None = None,
+    samples: int = 4,
 ) -> np.ndarray:
-    """One ``(size, size, 3)`` uint8 image of ``(V, 3)`` vertices (camera framed on them by default)."""
+    """One ``(size, size, 3)`` uint8 image of ``(V, 3)`` vertices (camera framed on them by default;
+    ``colours``: optional ``(V, 3)`` per-vertex linear RGB)."""
     v = np.asarray(vertices, dtype=np.float32)
     cam = camera or frame_vertices(v)
-    with MeshRenderer(faces, v.shape[0], cam, size=size) as r:
+    with MeshRenderer(faces, v.shape[0], cam, size=size, samples=samples, colours=colours) as r:
         return r.render(v)
