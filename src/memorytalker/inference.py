@@ -17,8 +17,10 @@ naming both counts); None = the topology's reference mesh.
 
 from __future__ import annotations
 
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +33,10 @@ DEFAULT_CHECKPOINT = "default.pt"
 EXAMPLE_AUDIO = "example.wav"
 
 TemplateSource = str | Path | np.ndarray | None
+
+if TYPE_CHECKING:
+    from memorytalker.face.model import FaceModel
+    from memorytalker.face.solve import ArkitSolver
 
 
 def asset_path(name: str) -> Path:
@@ -133,6 +139,21 @@ class Animator:
         """Output frame rate (the topology's)."""
         return float(self.topology.fps)
 
+    @cached_property
+    def face(self) -> FaceModel | None:
+        """The project's face model when this model animates it (then ARKit weights, teeth and eyes are
+        available), else None."""
+        from memorytalker.face.solve import face_for_topology
+
+        return face_for_topology(self.topology)
+
+    @cached_property
+    def arkit_solver(self) -> ArkitSolver | None:
+        """Solves ARKit weights from this model's vertices (None when the topology is not the face)."""
+        from memorytalker.face.solve import ArkitSolver
+
+        return None if self.face is None else ArkitSolver(self.face)
+
     def animate(
         self, audio: AudioSource, sample_rate: int | None = None, template: TemplateSource = None
     ) -> np.ndarray:
@@ -145,7 +166,9 @@ class Animator:
         """
         import torch
 
-        wave = load_audio(audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True)
+        wave = load_audio(
+            audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True
+        )
         tpl = load_template(template, self.topology)
         with torch.inference_mode():
             x = torch.from_numpy(wave).to(self.device)[None]

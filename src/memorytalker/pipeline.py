@@ -1,9 +1,19 @@
 """Speech to files: the one animate-to-files pipeline behind ``memorytalker animate`` and the web server.
 
 :func:`animate_to_files` decodes the audio once, predicts the vertices, checks them (finite, ``(T, V, 3)``)
-*before* anything is written, then writes ``<name>.npy`` -> ``<name>.wav`` + ``<name>.glb`` -> ``<name>.mp4`` into the
-output folder. Each file is written under a temporary name and renamed when complete; if any step fails, the
-files this call already wrote are removed, so a failed job leaves nothing behind.
+*before* anything is written, then writes into the output folder:
+
+* ``<name>.npy``: the predicted vertices ``(T, V, 3)`` of the model's topology;
+* ``<name>.csv``: on the project's face, the 52 ARKit weights per frame in Live Link Face's layout (solved
+  from the vertices, :mod:`memorytalker.face.solve`);
+* ``<name>.wav`` + ``<name>.glb``: glTF 2.0 with the speech beside it; on the project's face the whole
+  head (skin, mouth socket, gums, teeth, eyes) with the 52 ARKit shapes as named morph targets animated by
+  those weights, on any other topology PCA morph targets of the vertices;
+* ``<name>.mp4``: H.264 with the speech; on the project's face the predicted skin with the mouth inside,
+  teeth and eyes posed by the weights.
+
+Each file is written under a temporary name and renamed when complete; if any step fails, the files this
+call already wrote are removed, so a failed job leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -41,12 +51,15 @@ class OutputOptions:
     Attributes:
         video: write ``<name>.mp4`` (H.264 + the speech as AAC).
         glb: write ``<name>.glb`` (glTF 2.0, morph-target animation, the speech referenced beside it).
+        csv: write ``<name>.csv`` (ARKit weights, Live Link Face layout) when the model animates the
+            project's face.
         size: video size in pixels.
         progress: show a progress bar while rendering.
     """
 
     video: bool = True
     glb: bool = True
+    csv: bool = True
     size: int = 512
     progress: bool = True
 
@@ -60,6 +73,7 @@ class AnimationFiles:
     vertices: int
     fps: float
     files: list[Path] = field(default_factory=list)
+    arkit: np.ndarray | None = None  # (T, 52) ARKit weights on the project's face
 
 
 def check_vertices(vertices: np.ndarray, num_vertices: int) -> np.ndarray:
@@ -133,11 +147,19 @@ def animate_to_files(
         )
     on_step("animating")
     wave = load_audio(audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True)
+    from memorytalker.inference import load_template
+
+    tpl = load_template(template, animator.topology)
     vertices = check_vertices(
-        animator.animate(wave, sample_rate=SAMPLE_RATE, template=template), animator.topology.num_vertices
+        animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), animator.topology.num_vertices
     )
     fps = float(animator.fps)
     result = AnimationFiles(name, int(vertices.shape[0]), int(vertices.shape[1]), fps)
+    face = getattr(animator, "face", None)
+    scene = None
+    if face is not None:
+        result.arkit = animator.arkit_solver.solve(vertices, tpl)
+        scene = FaceScene(face, vertices, result.arkit, face_neutral(face, tpl, animator.topology))
     out.mkdir(parents=True, exist_ok=True)
 
     def done(path: Path) -> None:
@@ -146,10 +168,12 @@ def animate_to_files(
 
     try:
         done(_save_npy(out / f"{name}.npy", vertices))
+        if scene is not None and opts.csv:
+            from memorytalker.face.livelink import write_live_link_csv
+
+            done(write_live_link_csv(out / f"{name}.csv", result.arkit, fps))
         if opts.glb:
             on_step("exporting")
-            from memorytalker.render import export_glb
-
             ref = glb_audio
             if ref is None:  # the speech beside the .glb, as the 16 kHz mono the model heard
                 from memorytalker.data.audio import write_wav
@@ -157,21 +181,23 @@ def animate_to_files(
                 ref = out / f"{name}.wav"
                 write_wav(ref, wave)
                 done(ref)
-            done(export_glb(vertices, faces, fps, out / f"{name}.glb", audio_path=ref))
+            done(_export_glb(scene, vertices, faces, fps, out / f"{name}.glb", ref))
         if opts.video:
             on_step("rendering")
             from memorytalker.render import render_video
 
+            frames, tris, colours = (vertices, faces, None) if scene is None else scene.render_inputs()
             done(
                 render_video(
-                    vertices,
-                    faces,
+                    frames,
+                    tris,
                     fps,
                     out / f"{name}.mp4",
                     audio=wave,
                     sample_rate=SAMPLE_RATE,
                     size=opts.size,
                     progress=opts.progress,
+                    colours=colours,
                 )
             )
     except BaseException:
@@ -179,3 +205,50 @@ def animate_to_files(
             path.unlink(missing_ok=True)
         raise
     return result
+
+
+@dataclass
+class FaceScene:
+    """The project's face animated by a model: predicted skin ``(T, V, 3)``, ARKit weights ``(T, 52)``, and
+    the ``(N, 3)`` neutral of every part (the person's: the skin's template, the rest by identity fit)."""
+
+    face: Any
+    skin: np.ndarray
+    weights: np.ndarray
+    neutral: np.ndarray
+
+    def frame(self, i: int) -> np.ndarray:
+        """``(N, 3)`` vertices of frame ``i``: the predicted skin, the other parts posed by the weights."""
+        v = self.face.num_animated
+        extras = self.neutral[v:] + np.tensordot(self.weights[i], self.face.arkit_basis[:, v:], axes=1)
+        return np.concatenate([self.skin[i], extras])
+
+    def render_inputs(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        """``(lazy (T, N, 3) frames, triangles of every part, per-vertex colours)`` for the renderer."""
+        from memorytalker.render.frames import LazyFrames
+
+        frames = LazyFrames(self.skin.shape[0], self.face.num_vertices, self.frame)
+        return frames, self.face.faces, self.face.vertex_colours
+
+
+def face_neutral(face: Any, template: np.ndarray, topology: Any) -> np.ndarray:
+    """``(N, 3)`` neutral of every part of the face for a skin ``template`` ``(V, 3)``: the generic neutral
+    for the topology's own reference mesh, else the identity fitted to the template (the skin exactly the
+    template)."""
+    if np.array_equal(template, topology.vertices):
+        return face.neutral.copy()
+    neutral = face.identity_neutral(face.fit_identity(template))
+    neutral[: face.num_animated] = template
+    return neutral
+
+
+def _export_glb(
+    scene: FaceScene | None, vertices: np.ndarray, faces: np.ndarray, fps: float, path: Path, audio
+) -> Path:
+    if scene is None:
+        from memorytalker.render import export_glb
+
+        return export_glb(vertices, faces, fps, path, audio_path=audio)
+    from memorytalker.render.export import export_face_glb
+
+    return export_face_glb(scene.face, scene.weights, fps, path, neutral=scene.neutral, audio_path=audio)

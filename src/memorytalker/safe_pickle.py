@@ -22,11 +22,41 @@ from memorytalker.errors import DatasetError
 ALLOWED_GLOBALS = frozenset(
     {
         ("builtins", n)
-        for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "bytes", "str", "int", "float",
-                  "complex", "bool", "slice", "range")  # fmt: skip
+        for n in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "bytearray",
+            "bytes",
+            "str",
+            "int",
+            "float",
+            "complex",
+            "bool",
+            "slice",
+            "range",
+        )  # fmt: skip
     }
-    | {("__builtin__", n) for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray", "str", "int",
-                                    "float", "complex", "bool", "unicode", "long")}  # fmt: skip
+    | {
+        ("__builtin__", n)
+        for n in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "bytearray",
+            "str",
+            "int",
+            "float",
+            "complex",
+            "bool",
+            "unicode",
+            "long",
+        )
+    }  # fmt: skip
     | {("collections", "OrderedDict"), ("_codecs", "encode")}
     | {
         (mod, name)

@@ -10,8 +10,9 @@ HELP = "animate speech: write DIR/<name>.npy (T, V, 3) vertices, an MP4 and a gl
 DESCRIPTION = (
     "Animate one or more recordings (any format, length, sample rate or channel count) with a trained "
     "MemoryTalker model: no speaker id and no reference motion are needed, the speaking style comes from "
-    "the audio. Writes DIR/<name>.npy (T, V, 3) at the model's fps, DIR/<name>.mp4 (H.264 + the speech) and "
-    "DIR/<name>.glb (morph-target animation, with the speech as DIR/<name>.wav). <name> is the recording's "
+    "the audio. Writes DIR/<name>.npy (T, V, 3) at the model's fps, DIR/<name>.mp4 (H.264 + the speech), "
+    "DIR/<name>.glb (morph-target animation, with the speech as DIR/<name>.wav) and, on the project's face, "
+    "DIR/<name>.csv (52 ARKit weights per frame, Live Link Face layout). <name> is the recording's "
     "file name without extension; recordings with the same name get their folder names in front "
     "(x/a.wav -> x__a, y/a.wav -> y__a). Without AUDIO it animates the bundled example recording; without "
     "--checkpoint it uses the bundled default model."
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", required=True, help="output folder")
     parser.add_argument("--no-video", action="store_true", help="do not render MP4 videos")
     parser.add_argument("--no-glb", action="store_true", help="do not export glTF (.glb) files")
+    parser.add_argument(
+        "--no-csv", action="store_true", help="do not write ARKit weights (.csv, on the project's face)"
+    )
     add_device_argument(parser)
     parser.add_argument("--size", type=int, default=512, help="video size in pixels (default 512)")
 
@@ -92,10 +96,10 @@ def main(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise MemoryTalkerError(f"--out {out_dir} is an existing file; give a folder for the results")
     names = output_names(sources)
-    options = OutputOptions(video=not args.no_video, glb=not args.no_glb, size=args.size)
+    options = OutputOptions(video=not args.no_video, glb=not args.no_glb, csv=not args.no_csv, size=args.size)
     inputs = {src.resolve() for src in sources}
     for src, name in zip(sources, names):
-        for ext in (".npy", ".wav", ".glb", ".mp4"):
+        for ext in (".npy", ".csv", ".wav", ".glb", ".mp4"):
             if (out_dir / f"{name}{ext}").resolve() in inputs:
                 raise MemoryTalkerError(
                     f"writing {out_dir / (name + ext)} would overwrite the input recording {src}; choose "

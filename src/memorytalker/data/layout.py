@@ -554,7 +554,9 @@ class DatasetIndex:
             if problem is not None:
                 problems.append(f"{rec.clip_id}: {problem}")
         if problems:
-            shown = "; ".join(problems[:10]) + (f"; ... ({len(problems) - 10} more)" if len(problems) > 10 else "")
+            shown = "; ".join(problems[:10]) + (
+                f"; ... ({len(problems) - 10} more)" if len(problems) > 10 else ""
+            )
             raise DatasetError(
                 f"{self.root}{' ' + what if what else ''}: {len(problems)} clip(s) whose audio and vertices differ "
                 f"in length: {shown}. Check the data (`memorytalker data check {self.root}`)"

@@ -359,6 +359,151 @@ def _place_audio(audio_path: str | Path, out_path: Path) -> dict:
     }
 
 
+@dataclass
+class GlbPrimitive:
+    """One triangle primitive of a morph-target mesh.
+
+    Attributes:
+        name: part name (skin, teeth, ...).
+        base: ``(n, 3)`` float32 base positions.
+        faces: ``(F, 3)`` triangles indexing ``base``.
+        targets: ``(K, n, 3)`` float32 position deltas (``K`` the same for every primitive of the mesh).
+        colours: ``(n, 3)`` linear RGB vertex colours (``COLOR_0``), or None.
+        material: ``(3,)`` linear RGB base colour of the primitive's material.
+        normals: ``(n, 3)`` vertex normals (default: smooth normals of ``base``).
+    """
+
+    name: str
+    base: np.ndarray
+    faces: np.ndarray
+    targets: np.ndarray
+    colours: np.ndarray | None = None
+    material: tuple[float, float, float] = (0.62, 0.57, 0.54)
+    normals: np.ndarray | None = None
+
+
+def write_morph_glb(
+    out_path: str | Path,
+    primitives: list[GlbPrimitive],
+    target_names: list[str],
+    weights: np.ndarray,
+    fps: float,
+    name: str = "face",
+    audio_path: str | Path | None = None,
+    extras: dict | None = None,
+) -> Path:
+    """Write one mesh of ``primitives`` with ``K`` named morph targets and a weights animation.
+
+    Args:
+        primitives: the mesh's parts (:class:`GlbPrimitive`), all with the same ``K`` targets.
+        target_names: the ``K`` names, written to ``mesh.extras.targetNames``.
+        weights: ``(T, K)`` weights, one keyframe per frame at ``i / fps``.
+        audio_path: speech to reference (placed next to the .glb as a WAV; module docstring).
+        extras: more ``asset.extras`` entries.
+
+    Raises:
+        ExportError: inconsistent target counts or NaN weights. The file is written atomically.
+    """
+    from memorytalker import __version__
+
+    out_path = Path(out_path)
+    w = np.asarray(weights, dtype=np.float32)
+    k = len(target_names)
+    if w.ndim != 2 or w.shape[1] != k:
+        raise ExportError(f"weights must be (T, {k}), got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ExportError("morph weights contain NaN/Inf")
+    b = _Bin()
+    materials, gl_prims = [], []
+    for prim in primitives:
+        if prim.targets.shape != (k, *prim.base.shape):
+            raise ExportError(
+                f"primitive {prim.name!r}: targets {prim.targets.shape}, expected ({k}, {prim.base.shape[0]}, 3)"
+            )
+        f = _check_faces(prim.faces, prim.base.shape[0], allow_empty=False)
+        attributes = {
+            "POSITION": b.add(prim.base, "VEC3", _FLOAT, target=_ARRAY_BUFFER, minmax=True),
+            "NORMAL": b.add(
+                _vertex_normals(prim.base, f) if prim.normals is None else prim.normals,
+                "VEC3",
+                _FLOAT,
+                target=_ARRAY_BUFFER,
+            ),
+        }
+        if prim.colours is not None:
+            attributes["COLOR_0"] = b.add(prim.colours, "VEC3", _FLOAT, target=_ARRAY_BUFFER)
+        gl_prim: dict = {
+            "attributes": attributes,
+            "indices": b.add(f.reshape(-1), "SCALAR", _UINT, target=_ELEMENT_ARRAY_BUFFER),
+            "material": len(materials),
+            "mode": 4,
+        }
+        if k:
+            gl_prim["targets"] = [
+                {"POSITION": b.add(prim.targets[i], "VEC3", _FLOAT, target=_ARRAY_BUFFER, minmax=True)}
+                for i in range(k)
+            ]
+        gl_prims.append(gl_prim)
+        colour = [1.0, 1.0, 1.0] if prim.colours is not None else [float(c) for c in prim.material]
+        materials.append(
+            {
+                "name": prim.name,
+                "pbrMetallicRoughness": {
+                    "baseColorFactor": [*colour, 1.0],
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.6,
+                },
+                "doubleSided": True,
+            }
+        )
+    mesh: dict = {"name": name, "primitives": gl_prims}
+    t_frames = w.shape[0]
+    if k:
+        mesh["weights"] = [float(x) for x in w[0]]
+        mesh["extras"] = {"targetNames": list(target_names)}
+    info: dict = {
+        "generator": "memorytalker",
+        "fps": float(fps),
+        "frames": int(t_frames),
+        "duration": (t_frames - 1) / float(fps),
+        "morph_targets": int(k),
+        **(extras or {}),
+    }
+    gltf: dict = {
+        "asset": {"version": "2.0", "generator": f"memorytalker {__version__}", "extras": info},
+        "scene": 0,
+        "scenes": [{"name": name, "nodes": [0]}],
+        "nodes": [{"name": name, "mesh": 0}],
+        "meshes": [mesh],
+        "materials": materials,
+    }
+    if k and t_frames > 1:
+        times = np.arange(t_frames, dtype=np.float64) / float(fps)
+        t_acc = b.add(times, "SCALAR", _FLOAT, minmax=True, name="time")
+        w_acc = b.add(w.reshape(-1), "SCALAR", _FLOAT, name="weights")
+        gltf["animations"] = [
+            {
+                "name": "speech",
+                "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+                "samplers": [{"input": t_acc, "output": w_acc, "interpolation": "LINEAR"}],
+            }
+        ]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if audio_path is not None:
+        info["audio"] = _place_audio(audio_path, out_path)
+    gltf["buffers"] = [{"byteLength": len(b.data) + (-len(b.data) % 4)}]
+    gltf["bufferViews"] = b.views
+    gltf["accessors"] = b.accessors
+    tmp = out_path.with_name(f".{out_path.name}.partial")
+    try:
+        write_glb(tmp, gltf, bytes(b.data))
+        tmp.replace(out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
 def export_glb(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -388,8 +533,6 @@ def export_glb(
     Raises:
         ExportError: bad shapes, NaN vertices (naming the frame), no triangles, unreachable accuracy.
     """
-    from memorytalker import __version__
-
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".glb":
         raise ExportError(f"expected a .glb output path, got {out_path}")
@@ -399,77 +542,69 @@ def export_glb(
     f = _check_faces(faces, v.shape[1], allow_empty=False)
     morph = pca_morph_targets(v, max_error=max_error, max_targets=max_targets)
     k = morph.targets.shape[0]
-    t_frames = v.shape[0]
+    prim = GlbPrimitive("skin", morph.base, f, morph.targets, normals=_vertex_normals(v[0], f))
+    return write_morph_glb(
+        out_path,
+        [prim],
+        [f"pca_{i:02d}" for i in range(k)],
+        morph.weights,
+        fps,
+        name=name,
+        audio_path=audio_path,
+        extras={
+            "generator": "memorytalker export_glb",
+            "max_error": morph.max_error,
+            "tolerance": morph.tolerance,
+        },
+    )
 
-    b = _Bin()
-    idx = b.add(f.reshape(-1), "SCALAR", _UINT, target=_ELEMENT_ARRAY_BUFFER)
-    pos = b.add(morph.base, "VEC3", _FLOAT, target=_ARRAY_BUFFER, minmax=True)
-    nrm = b.add(_vertex_normals(v[0], f), "VEC3", _FLOAT, target=_ARRAY_BUFFER)
-    names = [f"pca_{i:02d}" for i in range(k)]
-    targets = [
-        {"POSITION": b.add(morph.targets[i], "VEC3", _FLOAT, target=_ARRAY_BUFFER, minmax=True)}
-        for i in range(k)
-    ]
-    primitive: dict = {
-        "attributes": {"POSITION": pos, "NORMAL": nrm},
-        "indices": idx,
-        "material": 0,
-        "mode": 4,
-    }
-    mesh: dict = {"name": name, "primitives": [primitive]}
-    if k:
-        primitive["targets"] = targets
-        mesh["weights"] = [float(w) for w in morph.weights[0]]
-        mesh["extras"] = {"targetNames": names}
-    extras: dict = {
-        "generator": "memorytalker export_glb",
-        "fps": float(fps),
-        "frames": int(t_frames),
-        "duration": (t_frames - 1) / float(fps),
-        "morph_targets": int(k),
-        "max_error": morph.max_error,
-        "tolerance": morph.tolerance,
-    }
-    gltf: dict = {
-        "asset": {"version": "2.0", "generator": f"memorytalker {__version__}", "extras": extras},
-        "scene": 0,
-        "scenes": [{"name": name, "nodes": [0]}],
-        "nodes": [{"name": name, "mesh": 0}],
-        "meshes": [mesh],
-        "materials": [
-            {
-                "name": "skin",
-                "pbrMetallicRoughness": {
-                    "baseColorFactor": [0.62, 0.57, 0.54, 1.0],
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.6,
-                },
-                "doubleSided": True,
-            }
-        ],
-    }
-    if k and t_frames > 1:
-        times = np.arange(t_frames, dtype=np.float64) / float(fps)
-        t_acc = b.add(times, "SCALAR", _FLOAT, minmax=True, name="time")
-        w_acc = b.add(morph.weights.reshape(-1), "SCALAR", _FLOAT, name="weights")
-        gltf["animations"] = [
-            {
-                "name": "speech",
-                "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
-                "samplers": [{"input": t_acc, "output": w_acc, "interpolation": "LINEAR"}],
-            }
-        ]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if audio_path is not None:
-        extras["audio"] = _place_audio(audio_path, out_path)
-    gltf["buffers"] = [{"byteLength": len(b.data) + (-len(b.data) % 4)}]
-    gltf["bufferViews"] = b.views
-    gltf["accessors"] = b.accessors
-    tmp = out_path.with_name(f".{out_path.name}.partial")
-    try:
-        write_glb(tmp, gltf, bytes(b.data))
-        tmp.replace(out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out_path
+
+def export_face_glb(
+    face,
+    weights: np.ndarray,
+    fps: float,
+    out_path: str | Path,
+    neutral: np.ndarray | None = None,
+    audio_path: str | Path | None = None,
+    extras: dict | None = None,
+) -> Path:
+    """Write the project's face (:class:`memorytalker.face.model.FaceModel`: skin, mouth socket, gums, teeth,
+    eyes) as a glTF 2.0 binary whose 52 morph targets are the ARKit shapes by name, animated by ``(T, 52)``
+    ARKit ``weights``: three.js, Blender and Unity bind the targets by name.
+
+    Args:
+        neutral: ``(N, 3)`` neutral of every vertex of the face (default: the model's generic neutral;
+            :meth:`FaceModel.identity_neutral` gives a person's).
+        audio_path, extras: as :func:`write_morph_glb`.
+    """
+    from memorytalker.face.arkit import ARKIT_NAMES
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() != ".glb":
+        raise ExportError(f"expected a .glb output path, got {out_path}")
+    base_all = face.neutral if neutral is None else np.asarray(neutral, dtype=np.float32)
+    if base_all.shape != face.neutral.shape:
+        raise ExportError(f"neutral has shape {base_all.shape}, expected {face.neutral.shape}")
+    primitives = []
+    for part in face.parts.values():
+        verts = np.unique(part.faces)
+        local = np.searchsorted(verts, part.faces)
+        primitives.append(
+            GlbPrimitive(
+                part.name,
+                base_all[verts],
+                local,
+                face.arkit_basis[:, verts],
+                colours=face.vertex_colours[verts],
+            )
+        )
+    return write_morph_glb(
+        out_path,
+        primitives,
+        list(ARKIT_NAMES),
+        weights,
+        fps,
+        name="face",
+        audio_path=audio_path,
+        extras={"generator": "memorytalker export_face_glb", "targets": "ARKit", **(extras or {})},
+    )

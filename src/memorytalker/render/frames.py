@@ -24,13 +24,48 @@ from memorytalker.render.errors import RenderError
 from memorytalker.topology import FaceTopology
 
 
-def as_sequence(vertices: np.ndarray, what: str = "vertices", num_vertices: int | None = None) -> np.ndarray:
-    """``(T, V, 3)`` float32 view of ``(T, V, 3)`` or ``(T, V*3)`` vertices.
+class LazyFrames:
+    """A ``(T, V, 3)`` sequence whose frames are made on demand by ``get(i) -> (V, 3)`` (so a long
+    animation, or one whose extra parts are posed per frame, is never held in memory whole).
+
+    Indexing with an int gives one frame; with an index array, the stacked frames.
+    """
+
+    def __init__(self, num_frames: int, num_vertices: int, get) -> None:
+        self.shape = (int(num_frames), int(num_vertices), 3)
+        self.ndim = 3
+        self._get = get
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            i = int(index)
+            if not -self.shape[0] <= i < self.shape[0]:
+                raise IndexError(i)
+            return np.asarray(self._get(i % self.shape[0]), dtype=np.float32)
+        return np.stack([self[int(i)] for i in np.arange(self.shape[0])[index]])
+
+
+def as_sequence(
+    vertices: np.ndarray | LazyFrames, what: str = "vertices", num_vertices: int | None = None
+) -> np.ndarray | LazyFrames:
+    """``(T, V, 3)`` float32 view of ``(T, V, 3)`` or ``(T, V*3)`` vertices (a :class:`LazyFrames` is
+    checked and passed through).
 
     Raises:
         RenderError: another shape, zero frames, or a vertex count other than ``num_vertices`` (both
             counts named).
     """
+    if isinstance(vertices, LazyFrames):
+        if vertices.shape[0] == 0:
+            raise RenderError(f"{what}: the sequence has no frames")
+        if num_vertices is not None and vertices.shape[1] != num_vertices:
+            raise RenderError(
+                f"{what} have {vertices.shape[1]} vertices per frame but the mesh has {num_vertices} vertices"
+            )
+        return vertices
     v = np.asarray(vertices)
     if v.dtype.kind not in "fiu":
         raise RenderError(f"{what}: expected a numeric array, got dtype {v.dtype}")

@@ -225,6 +225,7 @@ def render_video(
     camera=None,
     samples: int = 0,
     progress: bool = True,
+    colours: np.ndarray | None = None,
 ) -> Path:
     """Render ``(T, V, 3)`` vertices to an H.264/AAC MP4 with a fixed frontal camera.
 
@@ -245,6 +246,7 @@ def render_video(
         camera: a fixed :class:`~memorytalker.render.camera.Camera` (default: framed on the first frame).
         samples: MSAA samples (0 = off).
         progress: show a progress bar.
+        colours: optional ``(V, 3)`` per-vertex linear RGB (the project's face: skin, teeth, gums, eyes).
 
     Returns the written path. With audio the video has ``ceil(duration * fps)`` frames (trimmed or holding
     the last frame); without, ``T``.
@@ -282,6 +284,7 @@ def render_video(
         camera=camera,
         units=units,
         samples=samples,
+        colours=colours,
     )
     try:
         return write_video(

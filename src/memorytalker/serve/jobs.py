@@ -41,13 +41,20 @@ log = logging.getLogger("memorytalker.serve")
 JOB_FILES: dict[str, str] = {
     "audio.wav": "audio/wav",
     "face.npy": "application/octet-stream",
+    "face.csv": "text/csv",
     "face.glb": "model/gltf-binary",
     "face.mp4": "video/mp4",
 }
 #: Stem of a job's result files (``face.npy``, ``face.glb``, ``face.mp4``).
 JOB_STEM = "face"
 #: Short keys the status JSON uses for the files above.
-FILE_KEYS: dict[str, str] = {"audio.wav": "wav", "face.npy": "npy", "face.glb": "glb", "face.mp4": "mp4"}
+FILE_KEYS: dict[str, str] = {
+    "audio.wav": "wav",
+    "face.npy": "npy",
+    "face.csv": "csv",
+    "face.glb": "glb",
+    "face.mp4": "mp4",
+}
 
 #: Pipeline steps in order (the page shows "step i of n: <label>").
 STAGES: tuple[tuple[str, str], ...] = (
@@ -215,7 +222,11 @@ def check_upload(data: bytes, filename: str, settings: ServeSettings, sample_rat
         )
     try:
         return load_audio(
-            raw, sample_rate=rate, target_rate=sample_rate, min_duration=settings.min_seconds, reject_silence=True
+            raw,
+            sample_rate=rate,
+            target_rate=sample_rate,
+            min_duration=settings.min_seconds,
+            reject_silence=True,
         )
     except AudioError as exc:
         message = str(exc).replace("audio array: ", "")
