@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from memorytalker.evaluation.metrics import (
     clip_metrics,
 )
 from memorytalker.topology import FaceTopology
+
+if TYPE_CHECKING:
+    from memorytalker.evaluation.lipsync import LipSyncResult
 
 __all__ = [
     "DEFINITIONS_VERSION",
@@ -100,7 +103,7 @@ class ClipResult:
     clip_id: str
     subject: str
     metrics: ClipMetrics
-    lipsync: Any = None
+    lipsync: LipSyncResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-ready view: ids, the five metrics and frame counts, and ``lipsync`` (or None)."""
@@ -289,9 +292,32 @@ def build_report(
     report["per_clip"] = {
         r.clip_id: {k: v for k, v in r.to_dict().items() if k != "clip_id"} for r in results
     }
+    report["lipsync"] = lipsync_section(results, units)
     if extra:
         report.update(extra)
     return report
+
+
+def lipsync_section(results: Sequence[ClipResult], units: str) -> dict[str, Any]:
+    """The report's ``lipsync`` block: definitions version, units per key, the clips without phone timings,
+    and the measures pooled and per subject (:func:`memorytalker.evaluation.lipsync.reduce_lipsync`)."""
+    from memorytalker.evaluation.lipsync import LIPSYNC_DEFINITIONS, lipsync_units, reduce_lipsync
+
+    scored = [r for r in results if r.lipsync is not None]
+    section: dict[str, Any] = {
+        "definitions": LIPSYNC_DEFINITIONS,
+        "clips": len(scored),
+        "clips_without_timings": [r.clip_id for r in results if r.lipsync is None],
+    }
+    if not scored:
+        return section
+    section["units"] = lipsync_units(units)
+    section["pooled"] = reduce_lipsync([r.lipsync for r in scored]).to_dict()
+    groups: dict[str, list] = {}
+    for r in scored:
+        groups.setdefault(r.subject, []).append(r.lipsync)
+    section["per_subject"] = {s: reduce_lipsync(groups[s]).to_dict() for s in sorted(groups)}
+    return section
 
 
 def _fmt(value: float, width: int) -> str:
@@ -334,4 +360,56 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append("per subject:")
         for subj, s in report["per_subject"].items():
             lines.append(row(f"  {subj}", s))
+    if report.get("lipsync_unavailable"):
+        lines.append(f"lip-sync: not measured: {report['lipsync_unavailable']}")
+    else:
+        lines.extend(format_lipsync(report.get("lipsync") or {}, report["units"], first))
     return "\n".join(lines)
+
+
+def format_lipsync(section: Mapping[str, Any], units: str, first: int = 12) -> list[str]:
+    """Text lines of a report's ``lipsync`` block: prediction (ground truth) per measure, lengths in mm
+    for metre data."""
+    if not section.get("pooled"):
+        missing = section.get("clips_without_timings") or []
+        return [f"lip-sync: not measured ({len(missing)} clip(s) without phone timings)"] if missing else []
+    scale = {"m": 1000.0, "cm": 10.0}.get(units, 1.0)
+    unit = "mm" if units in ("m", "cm", "mm") else units
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{100 * x:.0f} %"
+
+    def length(x: Any) -> str:
+        return "-" if x is None else f"{x * scale:.1f}"
+
+    def num(x: Any, fmt: str = ".2f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    header = (
+        f"{'':<{first}} {'P/B/M':>6}  {'closed (GT)':>14}  {'rest gap ' + unit + ' (GT)':>18}  "
+        f"{'amplitude':>9}  {'MTM ms':>7}  {'speech-lip r (GT)':>17}"
+    )
+    lines = [
+        f"lip-sync {section['definitions']}: P/B/M closed = inner lip gap <= 1 mm within the phone +-1 frame; "
+        "rest gap = median in pauses >= 0.2 s; amplitude = prediction / ground truth",
+        header,
+        "-" * len(header),
+    ]
+
+    def row(name: str, s: Mapping[str, Any]) -> str:
+        closed = f"{pct(s['closure_rate'])} ({pct(s['gt_closure_rate'])})"
+        rest = f"{length(s['rest_gap'])} ({length(s['gt_rest_gap'])})"
+        corr = f"{num(s['speech_lip_corr'])} ({num(s['gt_speech_lip_corr'])})"
+        return (
+            f"{name:<{first}} {s['bilabials']:>6}  {closed:>14}  {rest:>18}  {num(s['amplitude_ratio']):>9}  "
+            f"{num(s['mtm_ms'], '.0f'):>7}  {corr:>17}"
+        )
+
+    lines.append(row("pooled", section["pooled"]))
+    for subj, s in (section.get("per_subject") or {}).items():
+        lines.append(row(f"  {subj}", s))
+    if section.get("clips_without_timings"):
+        lines.append(
+            f"  ({len(section['clips_without_timings'])} clip(s) without phone timings not measured)"
+        )
+    return lines

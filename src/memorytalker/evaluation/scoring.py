@@ -38,6 +38,8 @@ class ClipPrediction:
     pred: np.ndarray
     gt: np.ndarray
     template: np.ndarray
+    phones: dict | None = None
+    audio: np.ndarray | None = None
 
 
 def pick_plot_clips(clips: list[ClipPrediction], count: int) -> list[ClipPrediction]:
@@ -103,7 +105,8 @@ def predict_split(
     out = []
     with torch.inference_mode():
         for rec in tqdm(records, desc=f"evaluate {split}", disable=not progress, dynamic_ncols=True):
-            audio = torch.from_numpy(index.load_audio(rec))[None].to(device)
+            wave = index.load_audio(rec)
+            audio = torch.from_numpy(wave)[None].to(device)
             gt = index.load_vertices(rec)
             template = index.template(rec.subject)
             pred = model.predict(
@@ -112,7 +115,12 @@ def predict_split(
                 torch.from_numpy(template)[None].to(device),
                 num_frames=torch.tensor([gt.shape[0]], device=device),
             )
-            out.append(ClipPrediction(rec.clip_id, rec.subject, pred[0].float().cpu().numpy(), gt, template))
+            pred_np = pred[0].float().cpu().numpy()
+            out.append(
+                ClipPrediction(
+                    rec.clip_id, rec.subject, pred_np, gt, template, index.load_phonemes(rec), wave
+                )
+            )
     return out
 
 
@@ -124,6 +132,9 @@ def evaluate_predictions(
     templates: Mapping[str, ArrayLike],
     units: str,
     progress: bool = False,
+    phones: Mapping[str, Any] | None = None,
+    audios: Mapping[str, np.ndarray] | None = None,
+    fps: float | None = None,
 ) -> dict[str, Any]:
     """Score in-memory predictions and return the :func:`build_report` dict.
 
@@ -134,6 +145,9 @@ def evaluate_predictions(
         templates: ``{clip_id or subject: (V, 3)}`` neutral meshes (a clip-id key wins over its subject).
         units: vertex units of the data (``"m"``, ``"mm"``).
         progress: show a tqdm progress bar.
+        phones: ``{clip_id: phone timings}`` (the phonemes JSON) for the lip-sync measures (clips without
+            are not measured); audios: ``{clip_id: (S,) 16 kHz}`` for the speech-lip correlation.
+        fps: mesh frame rate (default the topology's).
     """
     from tqdm.auto import tqdm
 
@@ -151,10 +165,55 @@ def evaluate_predictions(
         if tpl is None:
             raise MetricError(f"clip {cid}: no template for the clip or its subject {subject!r}")
         _check_vertex_count(preds[cid], topology, f"prediction for clip {cid}")
+        res = evaluate_clip(cid, subject, preds[cid], gts[cid], tpl, topology.lips, topology.upper_face)
+        timing = (phones or {}).get(cid)
+        audio = (audios or {}).get(cid)
         results.append(
-            evaluate_clip(cid, subject, preds[cid], gts[cid], tpl, topology.lips, topology.upper_face)
+            with_lipsync(res, preds[cid], gts[cid], topology, timing, fps or topology.fps, units, audio)
         )
-    return build_report(results, units, topology)
+    return build_report(results, units, topology, lipsync_availability(topology))
+
+
+def lipsync_availability(topology: FaceTopology) -> dict[str, Any]:
+    """``{}`` when the topology has inner-lip contours (the lip-sync measures need them), else
+    ``{"lipsync_unavailable": why}`` for the report."""
+    from memorytalker.errors import TopologyError
+
+    try:
+        topology.inner_lips  # noqa: B018 - derives or validates the contours
+    except TopologyError as exc:
+        return {"lipsync_unavailable": str(exc)}
+    return {}
+
+
+def with_lipsync(
+    result: Any,
+    pred: ArrayLike,
+    gt: ArrayLike,
+    topology: FaceTopology,
+    phones: Any,
+    fps: float,
+    units: str,
+    audio: np.ndarray | None = None,
+) -> Any:
+    """``result`` with its lip-sync measures (:func:`memorytalker.evaluation.lipsync.lipsync_clip`) when the
+    clip has phone timings and the topology inner-lip contours; unchanged otherwise."""
+    import dataclasses
+
+    from memorytalker.errors import TopologyError
+    from memorytalker.evaluation.lipsync import lipsync_clip
+
+    if phones is None:
+        return result
+    try:
+        topology.inner_lips  # noqa: B018
+    except TopologyError:
+        return result
+    try:
+        ls = lipsync_clip(pred, gt, topology, phones, fps, units, audio=audio)
+    except MetricError as exc:
+        raise MetricError(f"clip {result.clip_id}: {exc}") from None
+    return dataclasses.replace(result, lipsync=ls)
 
 
 def _check_vertex_count(arr: ArrayLike, topology: FaceTopology, what: str) -> None:
@@ -240,11 +299,12 @@ def evaluate_dir(
         if abs(pred.shape[0] - gt.shape[0]) > FRAME_TOLERANCE:
             mismatch.append(f"{rec.clip_id} ({pred.shape[0]} predicted vs {gt.shape[0]} frames)")
             continue
-        results.append(
-            evaluate_clip(
-                rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
-            )
+        res = evaluate_clip(
+            rec.clip_id, rec.subject, pred, gt, index.template(rec.subject), topo.lips, topo.upper_face
         )
+        phones = index.load_phonemes(rec)
+        audio = index.load_audio(rec) if phones is not None else None
+        results.append(with_lipsync(res, pred, gt, topo, phones, index.fps, index.units, audio))
     if mismatch:
         raise MetricError(
             f"{len(mismatch)} prediction(s) in {pred_dir} differ from the ground truth by more than "
@@ -261,6 +321,7 @@ def evaluate_dir(
             "clips_evaluated": len(results),
         },
         "predictions": {"dir": str(pred_dir), "missing": missing, "ignored": ignored},
+        **lipsync_availability(topo),
     }
     return build_report(results, index.units, topo, extra)
 
@@ -337,6 +398,9 @@ def evaluate_checkpoint(
         topology,
         templates={c.clip_id: c.template for c in clips},
         units=index.units,
+        phones={c.clip_id: c.phones for c in clips if c.phones is not None},
+        audios={c.clip_id: c.audio for c in clips},
+        fps=index.fps,
     )
     ckpt = read_checkpoint(checkpoint)
     report = dict(report)

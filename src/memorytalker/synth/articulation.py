@@ -220,7 +220,7 @@ def build_rig(
             "the template's lips are not on the +z side of the head: orient it like FLAME (+y up, +z forward)"
         )
     # --- mouth loop and its upper / lower edge (topology.lips; the rig's convention is +y up, x across)
-    loop = mouth_loop(v, f, lips)
+    loop = mouth_loop(v, f, lips, lips_fraction=0.0)  # FLAME's mouth hole lies behind its lips region
     if loop is None:
         raise TopologyError(
             "the template has no mouth opening: no mesh boundary loop lies inside the 'lips' region, so the "

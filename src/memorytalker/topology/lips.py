@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 #: Region names of the inner-lip contours.
 UPPER_LIP_INNER = "upper_lip_inner"
 LOWER_LIP_INNER = "lower_lip_inner"
+#: Fraction of a mouth loop's vertices that must belong to the ``lips`` region (an outer border is not one).
+MOUTH_LOOP_LIPS_FRACTION = 0.5
 #: Fraction of the mouth width at each corner excluded from the derived upper/lower contours.
 CORNER_FRACTION = 0.03
 
@@ -120,9 +122,13 @@ def boundary_loops(faces: np.ndarray, num_vertices: int) -> list[np.ndarray]:
     return [bv[lab[bv] == k] for k in np.unique(lab[bv])]
 
 
-def mouth_loop(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray) -> np.ndarray | None:
+def mouth_loop(
+    vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray, lips_fraction: float = MOUTH_LOOP_LIPS_FRACTION
+) -> np.ndarray | None:
     """The boundary loop of the mouth opening: the loop whose centre lies within the (30 % grown) box of
-    the lips region, spans over 30 % of its width, and is nearest the lips' centre. None when there is none."""
+    the lips region, of whose vertices at least ``lips_fraction`` are lip vertices (an outer border of the
+    mesh is not a mouth; FLAME's mouth hole lies behind its lips region, so its rig passes 0), that spans
+    over 30 % of the lips' width, and is nearest the lips' centre. None when there is none."""
     v = np.asarray(vertices, dtype=np.float64)
     lips = np.asarray(lips, dtype=np.int64)
     lc = v[lips].mean(axis=0)
@@ -130,10 +136,13 @@ def mouth_loop(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray) -> np.
     span = hi - lo
     wide = int(np.argmax(span))
     best = None
+    in_lips = np.zeros(v.shape[0], dtype=bool)
+    in_lips[lips] = True
     for loop in boundary_loops(faces, v.shape[0]):
         c = v[loop].mean(axis=0)
         inside = np.all((c >= lo - 0.3 * span) & (c <= hi + 0.3 * span))
-        if inside and np.ptp(v[loop, wide]) > 0.3 * span[wide]:
+        mostly_lips = in_lips[loop].mean() >= lips_fraction
+        if inside and mostly_lips and np.ptp(v[loop, wide]) > 0.3 * span[wide]:
             d = float(np.linalg.norm(c - lc))
             if best is None or d < best[0]:
                 best = (d, loop)
