@@ -74,9 +74,9 @@ __all__ = [
 BILABIALS: tuple[str, ...] = ("P", "B", "M")
 #: Length units a threshold given in millimetres can be converted to (the dataset's declared ``units``).
 METRES_PER_UNIT: dict[str, float] = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}
-#: A time within this many frames of a frame instant counts as on it (float rounding of ``t * fps``).
 #: Version of the lip-sync definitions (docs/METRICS.md); bump when a formula or reduction changes.
 LIPSYNC_DEFINITIONS = "memorytalker-lipsync/1"
+#: A time within this many frames of a frame instant counts as on it (float rounding of ``t * fps``).
 _FRAME_EPS = 1e-6
 #: Two phone boundaries closer than this (seconds) touch: no gap between them.
 _TIME_EPS = 1e-6

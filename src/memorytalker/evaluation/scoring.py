@@ -60,30 +60,45 @@ def pick_plot_clips(clips: list[ClipPrediction], count: int) -> list[ClipPredict
 def plot_lip_opening(
     clips: list[ClipPrediction], topology: FaceTopology, fps: float, units: str, path: str | Path
 ) -> dict:
-    """Write a PNG of predicted vs ground-truth lip opening over time, one panel per clip.
+    """Write a PNG of predicted vs ground-truth lips over time, one panel per clip, with the clip's P/B/M
+    phones and pauses shaded: the inner lip gap (what closure is measured on; 0 = touching) when the
+    topology has inner-lip contours, else the outer lip opening.
 
-    Returns a summary: the two vertices used and, per clip, the Pearson correlation of the two curves.
+    Returns a summary: the quantity, the two vertices used and, per clip, the Pearson correlation.
     """
+    from memorytalker.errors import TopologyError
+    from memorytalker.evaluation.lipsync import BILABIALS, as_phones, pause_intervals
     from memorytalker.render.plots import plot_units, save_lip_plot
-    from memorytalker.topology import lip_opening
+    from memorytalker.topology import inner_lip_gap, lip_opening
 
-    upper, lower = topology.outer_lip_vertices
+    try:
+        inner = topology.inner_lips
+        measure, label, pair = inner_lip_gap, "inner lip gap", (inner.mid_upper, inner.mid_lower)
+    except TopologyError:
+        measure, label, pair = lip_opening, "lip opening", topology.outer_lip_vertices
     out: dict[str, Any] = {
-        "upper_vertex": upper,
-        "lower_vertex": lower,
+        "quantity": label,
+        "upper_vertex": pair[0],
+        "lower_vertex": pair[1],
         "units": plot_units(units)[1],
         "clips": {},
     }
     panels = []
     for c in clips:
         t = min(len(c.pred), len(c.gt))
-        gt = lip_opening(c.gt[:t], topology)
-        pr = lip_opening(c.pred[:t], topology)
+        gt, pr = measure(c.gt[:t], topology), measure(c.pred[:t], topology)
         corr = float(np.corrcoef(gt, pr)[0, 1]) if t > 1 and gt.std() > 0 and pr.std() > 0 else float("nan")
         out["clips"][c.clip_id] = {"correlation": None if math.isnan(corr) else corr}
-        panels.append((f"{c.clip_id}   (Pearson r = {corr:.2f})", {"ground truth": gt, "prediction": pr}))
-    title = f"lip opening: vertex {upper} (mid upper lip) to {lower} (mid lower lip)"
-    out["plot"] = str(save_lip_plot(path, panels, fps, units=units, title=title))
+        spans = []
+        if c.phones is not None:
+            records = [{"phone": p.phone, "start": p.start, "end": p.end} for p in as_phones(c.phones)]
+            spans += [(r["start"], r["end"], "bilabial") for r in records if r["phone"] in BILABIALS]
+            spans += [(a, b, "pause") for a, b in pause_intervals(records)]
+        panels.append(
+            (f"{c.clip_id}   (Pearson r = {corr:.2f})", {"ground truth": gt, "prediction": pr}, spans)
+        )
+    title = f"{label}: vertex {pair[0]} (mid upper lip) to {pair[1]} (mid lower lip)"
+    out["plot"] = str(save_lip_plot(path, panels, fps, units=units, title=title, label=label))
     return out
 
 

@@ -11,13 +11,18 @@ a PNG with one panel per entry (``evaluate`` draws one per clip).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-#: One panel of :func:`save_lip_plot`: its title and ``{label: (T,) curve in vertex units}``.
-Panel = tuple[str, Mapping[str, np.ndarray]]
+#: One panel of :func:`save_lip_plot`: its title, ``{label: (T,) curve in vertex units}`` and optionally
+#: time spans to shade, ``[(start s, end s, kind)]`` with ``kind`` ``"bilabial"`` (P/B/M) or ``"pause"``.
+Panel = tuple  # (str, Mapping[str, np.ndarray]) or (str, Mapping[str, np.ndarray], Sequence[Span])
+#: A shaded time span: ``(start s, end s, kind)``.
+Span = tuple[float, float, str]
+#: Colours and legend labels of the shaded spans.
+SPAN_STYLE = {"bilabial": ("tab:blue", "P/B/M"), "pause": ("0.6", "pause")}
 
 
 def plot_units(units: str | None) -> tuple[float, str]:
@@ -27,13 +32,20 @@ def plot_units(units: str | None) -> tuple[float, str]:
     return 1.0, units or "mesh units"
 
 
-def _figure_curves(ax, curves: dict[str, np.ndarray], fps: float, units: str | None) -> None:
+def _figure_curves(
+    ax, curves: dict[str, np.ndarray], fps: float, units: str | None, label: str = "lip opening", spans=()
+) -> None:
     scale, unit = plot_units(units)
+    shown = set()
+    for start, end, kind in spans:
+        colour, name = SPAN_STYLE[kind]
+        ax.axvspan(start, end, color=colour, alpha=0.18, lw=0, label=None if kind in shown else name)
+        shown.add(kind)
     colours = {"prediction": "tab:red", "ground truth": "black"}
     for name, curve in curves.items():
         t = np.arange(len(curve)) / fps
         ax.plot(t, np.asarray(curve) * scale, lw=1.3, color=colours.get(name), label=name)
-    ax.set_ylabel(f"lip opening ({unit})", fontsize=8)
+    ax.set_ylabel(f"{label} ({unit})", fontsize=8)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=7)
 
@@ -91,13 +103,14 @@ def save_lip_plot(
     fps: float,
     units: str | None = None,
     title: str | None = None,
+    label: str = "lip opening",
 ) -> Path:
-    """Write a PNG of lip-opening curves over time, one panel per ``(title, curves)`` entry.
+    """Write a PNG of lip-opening curves over time, one panel per :data:`Panel` entry.
 
     Args:
-        panels: e.g. ``[("clip_01", {"prediction": (T,), "ground truth": (T,)})]``.
+        panels: e.g. ``[("clip_01", {"prediction": (T,), "ground truth": (T,)}, [(0.4, 0.5, "bilabial")])]``.
         fps: frame rate of the curves. units: vertex units (``"m"`` plots millimetres).
-        title: figure title.
+        title: figure title. label: the y axis' quantity.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -105,12 +118,12 @@ def save_lip_plot(
     fig = Figure(figsize=(9, 0.4 + 2.3 * len(panels)), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (name, curves) in zip(axes, panels):
-        _figure_curves(ax, dict(curves), fps, units)
+    for ax, (name, curves, *spans) in zip(axes, panels):
+        _figure_curves(ax, dict(curves), fps, units, label, spans[0] if spans else ())
         ax.set_title(name, fontsize=9)
     axes[-1].set_xlabel("time (s)", fontsize=8)
-    if len(panels[0][1]) > 1:
-        axes[0].legend(loc="upper right", fontsize=8)
+    if len(panels[0][1]) > 1 or any(len(p) > 2 and p[2] for p in panels):
+        axes[0].legend(loc="upper right", fontsize=8, ncol=4)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
