@@ -277,7 +277,9 @@ def test_evaluate_dir_refuses_short_predictions(capsys, data, tmp_path):
     pred.mkdir()
     for f in (data / "vertices_npy").glob("spk04_*.npy"):
         np.save(pred / f.name, np.load(f).reshape(-1, 12, 3)[:5])
-    code, err = run(capsys, "evaluate-dir", pred, data, "--split", "test", "--no-progress")
+    code, err = run(
+        capsys, "evaluate-dir", pred, data, "--split", "test", "--no-progress", "-o", tmp_path / "r.json"
+    )
     assert code == 2 and "differ from the ground truth by more than 1 frame" in err and "spk04_s01" in err
 
 

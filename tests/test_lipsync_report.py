@@ -60,8 +60,7 @@ def test_clips_without_timings_and_topologies_without_inner_lips_are_said(tmp_pa
     plain = make_learnable_dataset(tmp_path / "e")  # a grid without a mouth opening or named contours
     _predictions(plain, tmp_path / "q")
     capsys.readouterr()
-    assert (
-        cli_main(["evaluate-dir", str(tmp_path / "q"), str(plain), "--split", "test", "--no-progress"]) == 0
-    )
+    argv = ["evaluate-dir", str(tmp_path / "q"), str(plain), "--split", "test", "--no-progress"]
+    assert cli_main([*argv, "--out", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "lip-sync: not measured:" in out and "upper_lip_inner" in out
