@@ -222,7 +222,9 @@ def test_check_upload_refuses_silence_and_too_short():
     with pytest.raises(UploadError, match="silent") as info:
         check_upload(wav_bytes(np.zeros(SAMPLE_RATE, np.float32)), "quiet.wav", ServeSettings(), SAMPLE_RATE)
     assert info.value.status == 422
-    with pytest.raises(UploadError, match=r"0.100 s long, shorter than the minimum of 0.25 s of speech") as info:
+    with pytest.raises(
+        UploadError, match=r"0.100 s long, shorter than the minimum of 0.25 s of speech"
+    ) as info:
         check_upload(wav_bytes(speech_like(0.1)), "short.wav", ServeSettings(), SAMPLE_RATE)
     assert info.value.status == 422
 
