@@ -2,11 +2,15 @@
 
 Uses the model, stage and data of a training config (default ``configs/synthetic.yaml``, stage 1 and
 stage 2), real batches of its training split (padded, masked, triplets for stage 2), and times
-``--steps`` optimizer steps after ``--warmup`` untimed ones, for each batch size.
+``--steps`` optimizer steps after untimed ones (at least ``--warmup`` steps and ``--warmup-seconds``), for
+each batch size. Columns: audio seconds over timed seconds, the median of the steps' own ratios (robust to
+a step slowed by another job), steps per second, and ``others``: the share of the machine's CPU time other
+processes used meanwhile (Linux ``/proc/stat``; on a shared machine, runs with a high share are not
+comparable).
 
     .venv/bin/python benchmarks/bench_training.py [--config configs/synthetic.yaml] [--batch-sizes 1 8]
-        [--stages memorizing animating] [--steps 8] [--warmup 2] [--device cuda] [--bf16]
-        [--random-data SECONDS] [--random-vertices V] [--random-hf] [key=value ...]
+        [--stages memorizing animating] [--steps 8] [--warmup 2] [--warmup-seconds 3] [--threads N]
+        [--device cuda] [--bf16] [--random-data SECONDS] [--random-vertices V] [--random-hf] [key=value ...]
 
 ``--random-data 4`` replaces the dataset by random clips of that many seconds (audio, motion around a random
 template of ``--random-vertices`` vertices at the topology's fps, phoneme labels): throughput does not depend on
@@ -19,6 +23,9 @@ downloads). ``--device cuda`` trains on the GPU (timings synchronised); ``--bf16
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -109,29 +116,66 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
                 break
     model.train()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-    audio, elapsed = 0.0, 0.0
-    for i, batch in enumerate(batches):
+
+    def step(batch) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         with autocast:
             out = model(batch, teacher_forcing=cfg.current.loss.teacher_forcing)
-            loss = compute_losses(out, batch, cfg.current.loss, topology)["total"]
+            loss = compute_losses(out, batch, cfg.current.loss, topology, model.motion_scale)["total"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t0
-        if i >= warmup:
-            elapsed += dt
-            audio += float(batch.audio_lengths.sum()) / SR
+        return time.perf_counter() - t0
+
+    # Warm-up: at least --warmup steps and --warmup-seconds (a fresh process runs its first second or so of
+    # CPU work several times slower; batch-1 steps of the compact model take ~0.1 s).
+    warm = batches[:warmup] or batches[:1]
+    t_start, done = time.perf_counter(), 0
+    while done < warmup or time.perf_counter() - t_start < args.warmup_seconds:
+        step(warm[done % len(warm)])
+        done += 1
+    busy0, own0 = _cpu_busy(), _own_cpu()
+    audio, times, rates = 0.0, [], []
+    for batch in batches[warmup:]:
+        dt = step(batch)
+        seconds = float(batch.audio_lengths.sum()) / SR
+        audio += seconds
+        times.append(dt)
+        rates.append(seconds / dt)
+    elapsed = sum(times)
+    busy1, own1 = _cpu_busy(), _own_cpu()
+    others = None
+    if busy0 is not None and busy1 is not None:
+        cpus = os.cpu_count() or 1
+        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (cpus * elapsed)
     return {
         "audio_s": audio,
         "time_s": elapsed,
         "audio_per_s": audio / elapsed,
+        "median_audio_per_s": statistics.median(rates),
         "steps_per_s": steps / elapsed,
+        "others": others,
     }
+
+
+def _cpu_busy() -> float | None:
+    """Seconds of CPU time the whole machine has spent busy (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> None:
@@ -141,6 +185,8 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=["memorizing", "animating"])
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--warmup-seconds", type=float, default=3.0, help="untimed steps last at least this long")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast")
     ap.add_argument("--random-data", type=float, default=None, metavar="SECONDS", help="random clips")
@@ -148,6 +194,8 @@ def main() -> None:
     ap.add_argument("--random-hf", action="store_true", help="random Hugging Face backbone (no download)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device_label(device)}, bf16={args.bf16}"
@@ -156,16 +204,19 @@ def main() -> None:
         print(f"random clips of {args.random_data:g} s, V={args.random_vertices}")
     print(f"config {args.config} {' '.join(args.overrides)}")
     print(
-        f"{'stage':<12} {'batch':>5} {'steps':>5} {'audio s':>8} {'time s':>7} {'audio s / s':>11} {'steps / s':>9}"
+        f"{'stage':<12} {'batch':>5} {'steps':>5} {'audio s':>8} {'time s':>7} {'audio s / s':>11} "
+        f"{'median':>7} {'steps / s':>9} {'others':>6}"
     )
     for stage in args.stages:
         cfg = load_train_config(args.config, [*args.overrides, "stage.init_from=null"], stage=stage)
         for bs in args.batch_sizes:
             with tempfile.TemporaryDirectory() as tmp:
                 r = bench(cfg, bs, args.steps, args.warmup, args, tmp)
+            others = "n/a" if r["others"] is None else f"{100 * r['others']:.0f}%"
             print(
                 f"{stage:<12} {bs:>5} {args.steps:>5} {r['audio_s']:>8.1f} {r['time_s']:>7.2f} "
-                f"{r['audio_per_s']:>11.2f} {r['steps_per_s']:>9.2f}",
+                f"{r['audio_per_s']:>11.2f} {r['median_audio_per_s']:>7.2f} {r['steps_per_s']:>9.2f} "
+                f"{others:>6}",
                 flush=True,
             )
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from test_model_common import make_batch, tiny_config, tiny_topology
 
 from memorytalker.errors import ConfigError
+from memorytalker.models import losses
 from memorytalker.models.losses import TERMS, LossWeights, compute_losses
 from memorytalker.models.memorytalker import MemoryTalker, MemoryTalkerOutput
 
@@ -159,3 +160,44 @@ def test_training_signal_does_not_depend_on_the_data_units():
     assert grads[0].keys() == grads[1].keys() and any("motion_encoder" in n for n in grads[0])
     for n in grads[0]:
         torch.testing.assert_close(grads[1][n], grads[0][n], rtol=1e-3, atol=1e-6, msg=n)
+
+
+@pytest.mark.parametrize("chunk", [1 << 19, 15, 30, 45])  # one chunk; rows of 5 x 3 split 2 / 2 / 3 per chunk
+def test_chunked_vertex_errors_match_autograd_values_and_gradients(monkeypatch, chunk):
+    """The fused MSE + velocity kernel equals autograd on the plain formulas, gradients included, for
+    chunk boundaries anywhere (a clip's frames split across chunks, a mask with a hole, both inputs grad)."""
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", chunk)
+    g = torch.Generator().manual_seed(3)
+    pred = torch.randn(3, 7, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    gt = torch.randn(3, 7, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[2, 3] = False  # a hole: neither difference touching frame 3 counts
+    mse, vel = losses.vertex_errors(pred, gt, mask)
+    m = mask.double()
+    ref_mse = ((pred - gt).square().mean((-1, -2)) * m).sum() / m.sum()
+    pair = m[:, 1:] * m[:, :-1]
+    d = (pred[:, 1:] - pred[:, :-1]) - (gt[:, 1:] - gt[:, :-1])
+    ref_vel = (d.square().mean((-1, -2)) * pair).sum() / pair.sum()
+    torch.testing.assert_close(mse, ref_mse)
+    torch.testing.assert_close(vel, ref_vel)
+    got = torch.autograd.grad(0.7 * mse + 1.3 * vel, (pred, gt))
+    ref = torch.autograd.grad(0.7 * ref_mse + 1.3 * ref_vel, (pred, gt), retain_graph=True)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    # only one of the two terms used downstream: the other's gradient is absent, not garbage
+    (g_mse,) = torch.autograd.grad(losses.vertex_errors(pred, gt, mask)[0], (pred,))
+    (r_mse,) = torch.autograd.grad(ref_mse, (pred,))
+    torch.testing.assert_close(g_mse, r_mse)
+    small_gt, small_mask = gt[:, :4, :2].detach(), mask[:, :4]
+    assert torch.autograd.gradcheck(
+        lambda p: sum(losses.vertex_errors(p, small_gt, small_mask)),
+        (pred[:, :4, :2].detach().clone().requires_grad_(),),
+    )
+
+
+def test_vertex_errors_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="must be"):
+        losses.vertex_errors(
+            torch.zeros(1, 4, 5, 3), torch.zeros(1, 3, 5, 3), torch.ones(1, 4, dtype=torch.bool)
+        )

@@ -254,8 +254,12 @@ class MemoryTalker(nn.Module):
             torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates, self.motion_scale
         )
         if vertices is not None:
-            disp = (vertices - templates.unsqueeze(1)).flatten(2) * valid.unsqueeze(-1).to(vertices.dtype)
-            f_m = self.motion_encoder(disp / self.motion_scale)  # (B, T, D)
+            # E_m(m (v - tau) / s) with the frame mask m and the unit s applied to E_m's (B, T, D) product
+            # instead of its (B, T, 3V) input: the same values, two fewer passes over the largest tensor
+            disp = (vertices - templates.unsqueeze(1)).flatten(2)
+            prod = torch.nn.functional.linear(disp, self.motion_encoder.weight)
+            rows = (valid.unsqueeze(-1) / self.motion_scale).to(prod.dtype)
+            f_m = torch.addcmul(self.motion_encoder.bias.to(prod.dtype), prod, rows)  # (B, T, D)
             value = self.memory.value_address(f_m)
             out.update(motion_feat=f_m, value_address=value, value_read=self.memory.value_read(value))
             if teacher_forcing:

@@ -45,6 +45,40 @@ def load_ctc_model(name_or_path: str, pretrained: bool) -> nn.Module:
         ) from exc
 
 
+def _no_input_gradient(feature_encoder: nn.Module) -> None:
+    """Stop a Wav2Vec2/HuBERT feature encoder from making its input waveform require grad.
+
+    In training mode these encoders set ``requires_grad`` on the waveform unless their private
+    ``_requires_grad`` flag was cleared by ``freeze_feature_encoder()`` (which the parameter groups' own
+    ``requires_grad`` switches do not do). Autograd then differentiates all seven convolutions down to the
+    waveform, a gradient nothing reads, on every step: with the encoder frozen, that is the whole backward
+    pass of the front end (7 of the 8 convolution backwards of a step). The flag only matters for gradient
+    checkpointing, so it is kept exactly when checkpointing is on and some of the encoder's parameters train.
+    Values and parameter gradients are unchanged.
+    """
+    if not hasattr(feature_encoder, "_requires_grad"):
+        return
+    trains = any(p.requires_grad for p in feature_encoder.parameters())
+    feature_encoder._requires_grad = (
+        bool(getattr(feature_encoder, "gradient_checkpointing", False)) and trains
+    )
+
+
+def _encode_features(feature_encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
+    """The convolutional feature encoder on ``(B, S)`` audio -> ``(B, 512, A)``; on the CPU one clip at a time.
+
+    Each clip's output is exactly what the batched call gives (convolutions and the group norm of base-size
+    checkpoints work per clip), but a batched call's activations are ``B`` times larger: at batch 8 of 4 s
+    clips each layer's output is ~200 MB, which the CPU allocator maps fresh from the OS (a page fault per
+    4 KB) at every step, making the front end ~25 % slower per clip than at batch 1 (docs/BENCHMARKS.md).
+    On a GPU (a caching allocator, launch-bound steps) the batched call is kept.
+    """
+    _no_input_gradient(feature_encoder)
+    if audio.shape[0] == 1 or audio.device.type != "cpu":
+        return feature_encoder(audio)
+    return torch.cat([feature_encoder(audio[i : i + 1]) for i in range(audio.shape[0])])
+
+
 class HuggingFaceCTC(TextBackbone):
     """Wav2Vec2/HuBERT CTC model with FaceFormer interpolation to the mesh frame rate."""
 
@@ -84,7 +118,7 @@ class HuggingFaceCTC(TextBackbone):
         if audio.shape[-1] < MIN_SAMPLES:
             audio = nn.functional.pad(audio, (0, MIN_SAMPLES - audio.shape[-1]))
         audio_lengths = audio_lengths.to(audio.device).clamp(min=MIN_SAMPLES)
-        feats = base.feature_extractor(audio).transpose(1, 2)  # (B, A, 512) at 50 Hz
+        feats = _encode_features(base.feature_extractor, audio).transpose(1, 2)  # (B, A, 512) at 50 Hz
         in_lengths = base._get_feat_extract_output_lengths(audio_lengths).long().clamp(1, feats.shape[1])
         frame_lengths = frame_lengths.to(audio.device)
         feats = interpolate_frames(feats, in_lengths, frame_lengths, num_frames)  # (B, T, 512)
