@@ -94,7 +94,7 @@ def lips_figure(path: Path, voice: str = "piper:joe") -> None:
     style = make_style(spec, np.random.default_rng(0))
     plan = SpeakerPlan("demo", 0, spec, style, v, rig, {}, "train", topo)
     text = "Mom bought a bamboo broom and a bulb for the lamp."
-    audio, verts, align, _ = make_clip(plan, 1, 0, text, seed=0)
+    audio, verts, align, _, _ = make_clip(plan, 1, 0, text, seed=0)
     o = inner_lip_gap(verts, topo) * 1000
     t = np.arange(len(o)) / 30.0
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(12, 4.2), sharex=True, gridspec_kw={"height_ratios": [1, 3]})

@@ -88,6 +88,43 @@ def test_layout_loads_and_passes_data_check(corpus):
     assert np.abs(tpls[0] - tpls[1]).max() > 1e-3
 
 
+def test_corpus_is_on_the_project_face_with_arkit_ground_truth(corpus, tmp_path):
+    from memorytalker.data import check_dataset, load_dataset
+    from memorytalker.face import ARKIT_NAMES, FaceModel
+    from memorytalker.topology.lips import inner_lip_gap
+
+    face = FaceModel.load()
+    index = load_dataset(corpus)
+    assert index.topology.name == face.topology.name and index.topology.num_vertices == face.num_animated
+    speakers = json.loads((corpus / "speakers.json").read_text())
+    close = ARKIT_NAMES.index("mouthClose")
+    for clip in index.clips():
+        w = index.load_arkit(clip)
+        v = index.load_vertices(clip)
+        assert w.shape == (v.shape[0], 52) and 0 <= w.min() and w.max() <= 1
+        # the stored weights reproduce the stored vertices on the speaker's own face
+        identity = np.asarray(speakers[clip.subject]["face_shape"]["identity"], dtype=np.float32)
+        posed = face.animated(face.pose_arkit(w, identity))
+        assert np.abs(posed - v).max() < 2e-5
+        gap = inner_lip_gap(v, index.topology)
+        for p in index.load_phonemes(clip)["phonemes"]:
+            if p["phone"] in BILABIALS:
+                k = min(int(round((p["start"] + p["end"]) / 2 * 30)), len(gap) - 1)
+                assert gap[k] < 0.0001, (
+                    f"{clip.clip_id}: inner lips {gap[k] * 1000:.2f} mm apart on {p['phone']}"
+                )
+                assert w[k, close] > 0.0
+        assert w[:, ARKIT_NAMES.index("jawOpen")].max() > 0.1
+    # data check validates the weights: wrong shape and wrong length are reported, naming the file
+    bad = tmp_path / "bad"
+    shutil.copytree(corpus, bad)
+    first, second = sorted((bad / "arkit").glob("*.npy"))[:2]
+    np.save(first, np.zeros((5, 51), np.float32))
+    np.save(second, np.zeros((3, 52), np.float32))
+    found = {(f.kind, Path(f.path).name) for f in check_dataset(bad)}
+    assert ("unreadable", first.name) in found and ("duration_mismatch", second.name) in found
+
+
 def test_audio_duration_matches_frames(corpus):
     from memorytalker.data import load_dataset
 
@@ -126,6 +163,7 @@ def test_deterministic_across_worker_counts_via_cli(corpus, tmp_path):
     assert len(files) == 6
     for f in files:
         assert (out / "vertices_npy" / f.name).read_bytes() == f.read_bytes(), f.name
+        assert (out / "arkit" / f.name).read_bytes() == (corpus / "arkit" / f.name).read_bytes()
         wav = f.name.replace(".npy", ".wav")
         assert (out / "wav" / wav).read_bytes() == (corpus / "wav" / wav).read_bytes()
     # an existing corpus is never overwritten by accident
@@ -188,8 +226,8 @@ def test_closure_is_forced_on_every_bilabial_frame():
     assert tr[6, 1] < 0.5
 
 
-def test_louder_speaker_opens_wider_on_the_same_sentence():
-    need("espeak")
+def _espeak_clips(settings: dict[str, dict]) -> dict:
+    """The same sentence by espeak voices with the given VoiceSpec settings, same inaudible style."""
     from memorytalker.synth.corpus import SpeakerPlan, make_clip
     from memorytalker.synth.head import head_topology, make_head
     from memorytalker.synth.style import make_style
@@ -200,15 +238,39 @@ def test_louder_speaker_opens_wider_on_the_same_sentence():
     topology = head_topology()
     text = "Mom bought a bamboo broom and a bulb for the lamp."
     res = {}
-    for name, gain in (("loud", 5.0), ("quiet", -9.0)):
-        voice = VoiceSpec("espeak", "en-us+m1", gain_db=gain)
+    for name, kw in settings.items():
+        voice = VoiceSpec("espeak", "en-us+m1", **kw)
         style = make_style(voice, np.random.default_rng(0))  # same inaudible part
         plan = SpeakerPlan(name, 0, voice, style, v, rig, {}, "train", topology)
-        res[name] = make_clip(plan, 1, 0, text, seed=0)
-    s_loud, s_quiet = res["loud"][3], res["quiet"][3]
-    assert s_loud.rms_dbfs - s_quiet.rms_dbfs == pytest.approx(14.0, abs=1.0)  # audible
-    assert s_loud.max_opening > 1.5 * s_quiet.max_opening  # visible
-    assert s_loud.bilabial_max_opening < 0.0003 and s_quiet.bilabial_max_opening < 0.0003
+        res[name] = make_clip(plan, 1, 0, text, seed=0)[3]
+    return res
+
+
+def test_recording_level_does_not_set_the_articulation():
+    need("espeak")
+    res = _espeak_clips({"loud": {"gain_db": 5.0}, "quiet": {"gain_db": -9.0}})
+    assert res["loud"].rms_dbfs - res["quiet"].rms_dbfs == pytest.approx(14.0, abs=1.0)  # audible
+    assert res["loud"].max_opening == pytest.approx(res["quiet"].max_opening, rel=0.01)  # not visible
+
+
+def test_effort_and_rate_set_the_articulation():
+    need("espeak")
+    res = _espeak_clips({"bright": {"tilt": 0.5}, "dark": {"tilt": -0.5}, "fast": {"rate": 1.2}})
+    base = _espeak_clips({"plain": {}})["plain"]
+    assert res["bright"].max_opening > 1.3 * res["dark"].max_opening  # more vocal effort opens wider
+    assert res["fast"].max_opening < base.max_opening  # faster speech articulates smaller
+    for r in (*res.values(), base):
+        assert r.bilabial_max_opening < 0.0003
+
+
+def test_clip_level_changes_gain_without_clipping():
+    from memorytalker.synth.corpus import PEAK_LIMIT, clip_level
+
+    x = np.array([0.1, -0.5, 0.25], dtype=np.float32)
+    assert np.allclose(clip_level(x, -6.0), x * 10 ** (-6 / 20), rtol=1e-6)
+    loud = clip_level(x, 12.0)
+    assert np.abs(loud).max() == pytest.approx(PEAK_LIMIT, rel=1e-6)
+    assert np.allclose(loud / loud[1], x / x[1], rtol=1e-6)  # scaled, not clipped
 
 
 def test_speakers_mean_pitch_differs(corpus):

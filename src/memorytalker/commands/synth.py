@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
     parser.add_argument(
+        "--face",
+        choices=("ict", "procedural"),
+        default="ict",
+        help="ict: the project's face (ICT-FaceKit), own identity per speaker, ARKit ground truth per clip "
+        "(default); procedural: the small procedural head (tests)",
+    )
+    parser.add_argument(
         "--template", default=None, help="drive this template mesh (.ply/.obj) instead of ours"
     )
     parser.add_argument(
@@ -46,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         regions=args.regions,
         overwrite=args.overwrite,
         progress=True,
+        face=args.face,
     )
     print(
         f"wrote {summary['clips']} clips ({summary['audio_seconds'] / 60:.1f} min of speech, "

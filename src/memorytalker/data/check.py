@@ -184,7 +184,7 @@ def _vertex_frames(index, rec, expected_v: int | None, findings: _Findings) -> i
 def _check_clip(index, cid: str, expected_v: int | None, findings: _Findings) -> None:
     """Vertices, audio, their lengths (:func:`~memorytalker.data.audio.frame_mismatch`) and phonemes."""
     from memorytalker.data.audio import frame_mismatch
-    from memorytalker.data.layout import read_phonemes
+    from memorytalker.data.layout import read_arkit, read_phonemes
 
     rec = index._clip(cid)
     n_frames = _vertex_frames(index, rec, expected_v, findings)
@@ -204,6 +204,29 @@ def _check_clip(index, cid: str, expected_v: int | None, findings: _Findings) ->
             read_phonemes(rec.phonemes_path)
         except MemoryTalkerError as exc:
             findings.add("unreadable", str(exc), rec.phonemes_path, cid)
+    arkit = index.arkit_path(rec)
+    if arkit is not None:
+        try:
+            frames = read_arkit(arkit).shape[0]
+        except MemoryTalkerError as exc:
+            findings.add("unreadable", str(exc), arkit, cid)
+        else:
+            stored = _stored_frames(rec)
+            if stored is not None and frames != stored:
+                findings.add(
+                    "duration_mismatch",
+                    f"{cid}: {frames} frames of ARKit weights for {stored} frames of vertices",
+                    arkit,
+                    cid,
+                )
+
+
+def _stored_frames(rec) -> int | None:
+    """Frames stored in a clip's vertex file (header only), None when unreadable (reported elsewhere)."""
+    try:
+        return int(np.load(rec.vertices_path, mmap_mode="r", allow_pickle=False).shape[0])
+    except Exception:
+        return None
 
 
 def _check_splits_and_templates(index, paired: list[str], templates: dict, findings: _Findings) -> None:

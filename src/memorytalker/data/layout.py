@@ -32,6 +32,9 @@ MANIFEST_FORMAT = "memorytalker-dataset/1"
 VERTICES_DIR = "vertices_npy"
 WAV_DIR = "wav"
 PHONEMES_DIR = "phonemes"
+#: Ground-truth ARKit weights per clip, ``arkit/<clip>.npy`` ``(T, 52)`` at the vertex frame rate (optional;
+#: the synthetic corpus on the project's face writes them).
+ARKIT_DIR = "arkit"
 TEMPLATES_NAME = "templates.pkl"
 TOPOLOGY_NAME = "topology.npz"
 #: Audio file extensions accepted in ``wav/`` (``.wav`` first; any format/rate/channels is decoded).
@@ -534,6 +537,17 @@ class DatasetIndex:
             )
         return out
 
+    def arkit_path(self, clip: ClipRecord | str) -> Path | None:
+        """``arkit/<clip>.npy`` when the dataset stores ARKit weights for the clip, else None."""
+        path = self.root / ARKIT_DIR / f"{self._clip(clip).clip_id}.npy"
+        return path if path.is_file() else None
+
+    def load_arkit(self, clip: ClipRecord | str) -> np.ndarray | None:
+        """``(T, 52)`` float32 ground-truth ARKit weights at :attr:`fps` (stored frames ``[::stride]``), or
+        None when the clip has none. Raises DatasetError for a malformed file (shape, dtype, NaN, range)."""
+        path = self.arkit_path(clip)
+        return None if path is None else read_arkit(path)[:: self.stride].copy()
+
     def vertex_frames(self, clip: ClipRecord | str) -> int:
         """Frames of a clip at :attr:`fps`, from the vertex file's header (nothing is loaded)."""
         path = self._clip(clip).vertices_path
@@ -605,6 +619,26 @@ class DatasetIndex:
             f"DatasetIndex(root={str(self.root)!r}, name={self.name!r}, fps={self.fps:g}, "
             f"vertex_fps={self.vertex_fps:g}, units={self.units!r}, splits={self.split_names})"
         )
+
+
+def read_arkit(path: str | Path) -> np.ndarray:
+    """Read and validate an ``arkit/<clip>.npy`` file: ``(T, 52)`` float weights in ``[0, 1]``."""
+    from memorytalker.face.arkit import NUM_ARKIT
+
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DatasetError(f"cannot read ARKit weights {path}: {exc}") from exc
+    if arr.dtype.kind != "f" or arr.ndim != 2 or arr.shape[1] != NUM_ARKIT or arr.shape[0] == 0:
+        raise DatasetError(
+            f"{path}: ARKit weights must be a (T, {NUM_ARKIT}) float array, got {arr.dtype} {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise DatasetError(f"{path}: NaN/Inf ARKit weights")
+    if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+        raise DatasetError(f"{path}: ARKit weights outside [0, 1] (min {arr.min():.3f}, max {arr.max():.3f})")
+    return arr.astype(np.float32, copy=False)
 
 
 def read_phonemes(path: str | Path) -> dict:

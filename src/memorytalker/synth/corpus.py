@@ -5,6 +5,11 @@ sentences, and writes ``wav/``, ``vertices_npy/``, ``phonemes/``, ``templates.pk
 ``speakers.json``, ``synth.json`` and ``dataset.yaml`` (splits mirroring VOCASET: training speakers with
 all their sentences, unseen validation and test speakers with the second half of theirs).
 
+Faces (``face=``): ``"ict"`` (default) drives the project's face (ICT-FaceKit, :mod:`.face_motion`):
+every speaker gets its own identity, and each clip also stores its ground-truth ARKit weights ``(T, 52)``
+in ``arkit/``. ``"procedural"`` drives the project's procedural head (:mod:`.head`, a small topology for
+tests); a user template (``template=`` + ``regions=``) is driven by the field rig of :mod:`.articulation`.
+
 Every clip is computed from ``(seed, speaker, sentence)`` alone, in float64 without BLAS reductions, so
 the vertex arrays are byte-identical for a seed whatever the number of worker processes.
 """
@@ -31,6 +36,8 @@ from memorytalker.synth.articulation import (
     build_rig,
     coefficients,
 )
+from memorytalker.synth.face_motion import FaceRig, arkit_weights, draw_identity, face_rig
+from memorytalker.synth.face_motion import pose as pose_face
 from memorytalker.synth.head import HeadShape, make_head
 from memorytalker.synth.prosody import blink_curve, brow_curve, frame_features
 from memorytalker.synth.sentences import POOL_SIZE, sentence_pool
@@ -41,7 +48,14 @@ from memorytalker.topology import FaceTopology
 from memorytalker.topology.lips import LOWER_LIP_INNER, UPPER_LIP_INNER, inner_lip_gap
 
 FPS = 30.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Faces a corpus can be generated on (a user ``template`` is the third way).
+FACES = ("ict", "procedural")
+#: Each clip's recording level varies by up to this many dB either way, independently of the speaker, so
+#: the recording gain says nothing about how a speaker moves (the style lives in rate, effort and timbre).
+CLIP_GAIN_DB = 6.0
+#: Peak sample value a clip is kept under after its level change.
+PEAK_LIMIT = 0.99
 
 
 @dataclass
@@ -53,10 +67,11 @@ class SpeakerPlan:
     voice: VoiceSpec
     style: SpeakerStyle
     template: np.ndarray  # (V, 3) float32
-    rig: Rig
+    rig: Rig | None  # field rig (procedural head, user template); None on the project's face
     shape: dict
     split: str
     topology: FaceTopology  # the corpus' reference topology (same vertex order as ``template``)
+    face_rig: FaceRig | None = None  # the project's face: identity, ARKit basis, lip-gap model
 
 
 @dataclass
@@ -180,14 +195,19 @@ def plan_speakers(
     template: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None,
     topology_name: str = "template",
     fps: float = FPS,
+    face: str = "ict",
 ) -> list[SpeakerPlan]:
     """Voices, styles, face shapes and rigs of all speakers; every plan shares the reference topology
     (regions of the template plus its inner-lip contours ``upper_lip_inner`` / ``lower_lip_inner``, the
-    upper and lower edge of the rig's mouth opening)."""
+    upper and lower edge of the rig's mouth opening; the project's face names its own)."""
     voices = make_roster(num_speakers, seed)
     splits = split_speakers(num_speakers)
     split_of = {i: s for s, ids in splits.items() for i in ids}
     ids = speaker_ids(num_speakers)
+    if template is None and face not in FACES:
+        raise TopologyError(f"unknown face {face!r}: choose one of {', '.join(FACES)}")
+    if template is None and face == "ict":
+        return _plan_face_speakers(voices, ids, split_of, seed, fps)
     if template is None:
         ref_v, faces, regions = make_head()
         topo_name = "memorytalker-head"
@@ -217,15 +237,37 @@ def plan_speakers(
     return plans
 
 
+def _plan_face_speakers(voices, ids, split_of, seed: int, fps: float) -> list[SpeakerPlan]:
+    """Speakers on the project's face: one identity each (:func:`~.face_motion.draw_identity`)."""
+    import dataclasses
+
+    from memorytalker.face import FaceModel
+
+    model = FaceModel.load()
+    topology = dataclasses.replace(model.topology, fps=fps)
+    plans = []
+    for i, voice in enumerate(voices):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xFACE, i]))
+        style = make_style(voice, rng)
+        identity = draw_identity(rng)
+        rig = face_rig(model, identity, asymmetry=style.asymmetry)
+        shape = {"face": model.name, "identity": [round(float(c), 4) for c in identity]}
+        plans.append(
+            SpeakerPlan(ids[i], i, voice, style, rig.template, None, shape, split_of[i], topology, rig)
+        )
+    return plans
+
+
 # ---------------------------------------------------------------------------------------------- one clip
 def make_clip(
     plan: SpeakerPlan, sentence: int, pool_index: int, text: str, seed: int, fps: float = FPS
-) -> tuple[np.ndarray, np.ndarray, dict, ClipResult]:
-    """Synthesize one clip: ``(audio (S,) float32, vertices (T, V, 3) float32, alignment json, stats)``."""
+) -> tuple[np.ndarray, np.ndarray, dict, ClipResult, np.ndarray | None]:
+    """Synthesize one clip: ``(audio (S,) float32, vertices (T, V, 3) float32, alignment json, stats,
+    ARKit weights (T, 52) float32 on the project's face, else None)``."""
     clip_seed = np.random.SeedSequence([int(seed), plan.index, int(sentence)])
     rng = np.random.default_rng(clip_seed)
     utt = synthesize_utterance(text, plan.voice, seed=int(clip_seed.generate_state(1)[0]))
-    audio = utt.audio
+    audio = clip_level(utt.audio, rng.uniform(-CLIP_GAIN_DB, CLIP_GAIN_DB))
     n_frames = int(round(audio.shape[0] / SAMPLE_RATE * fps))
     st = plan.style
     tracks = articulator_tracks(utt.phonemes, n_frames, fps, st.tau_anticipation, st.tau_carryover)
@@ -233,8 +275,16 @@ def make_clip(
     brow = brow_curve(f0, energy, st.brow_gain, fps)
     pauses = [(p["start"], p["end"]) for p in utt.phonemes if p["phone"] == SILENCE]
     blink = blink_curve(n_frames, fps, st.blink_rate, rng, pauses)
-    coeffs = coefficients(tracks, brow, blink, st.amplitude, st.lip_amplitude, st.rounding, st.spreading)
-    verts = animate(plan.rig, coeffs)
+    style = (st.amplitude, st.lip_amplitude, st.rounding, st.spreading)
+    weights = None
+    if plan.face_rig is not None:
+        weights = arkit_weights(plan.face_rig, tracks, brow, blink, *style)
+        verts = pose_face(plan.face_rig, weights)
+        weights = weights.astype(np.float32)
+    elif plan.rig is not None:
+        verts = animate(plan.rig, coefficients(tracks, brow, blink, *style))
+    else:
+        raise TopologyError(f"speaker {plan.speaker} has neither a face rig nor a field rig")
     opening = inner_lip_gap(verts, plan.topology)
     neutral = inner_lip_gap(plan.template[None], plan.topology)[0]
     bil = [int(round((p["start"] + p["end"]) / 2 * fps)) for p in utt.phonemes if p["phone"] in BILABIALS]
@@ -259,7 +309,17 @@ def make_clip(
         max_opening=float(opening.max() - neutral),
         bilabial_max_opening=float(max((opening[b] - neutral for b in bil), default=0.0)),
     )
-    return audio, verts, align, stats
+    return audio, verts, align, stats, weights
+
+
+def clip_level(audio: np.ndarray, gain_db: float) -> np.ndarray:
+    """``audio`` changed by ``gain_db`` (float32), scaled down further if its peak would pass
+    :data:`PEAK_LIMIT` (no clipping)."""
+    out = audio.astype(np.float64) * 10.0 ** (gain_db / 20.0)
+    peak = float(np.abs(out).max()) if out.size else 0.0
+    if peak > PEAK_LIMIT:
+        out *= PEAK_LIMIT / peak
+    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -276,11 +336,13 @@ def _run_clip(job: tuple[int, int, int]) -> ClipResult:
     spk, sentence, pool_index = job
     w = _WORKER
     plan = w["plans"][spk]
-    audio, verts, align, stats = make_clip(
+    audio, verts, align, stats, weights = make_clip(
         plan, sentence, pool_index, w["texts"][pool_index], w["seed"], w["fps"]
     )
     out: Path = w["out"]
     np.save(out / "vertices_npy" / f"{stats.clip}.npy", verts.reshape(verts.shape[0], -1))
+    if weights is not None:
+        np.save(out / "arkit" / f"{stats.clip}.npy", weights)
     sf.write(out / "wav" / f"{stats.clip}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
     (out / "phonemes" / f"{stats.clip}.json").write_text(json.dumps(align, ensure_ascii=False))
     return stats
@@ -298,6 +360,7 @@ def generate_corpus(
     overwrite: bool = False,
     progress: bool = True,
     on_clip: Callable[[ClipResult], None] | None = None,
+    face: str = "ict",
 ) -> dict:
     """Write the corpus to ``out``; returns a summary dict (clips, seconds of audio, timings).
 
@@ -307,7 +370,9 @@ def generate_corpus(
         seed: everything (voices, faces, styles, sentences, blinks, Piper's noise) follows from it.
         workers: processes (1 = in this process).
         template, regions: a user template mesh + region dict file (e.g. FLAME_sample.ply +
-            FLAME_masks.pkl) instead of the procedural head.
+            FLAME_masks.pkl) instead of the project's face.
+        face: ``"ict"`` (the project's face, with ARKit ground truth) or ``"procedural"`` (the small
+            procedural head); ignored with a ``template``.
     """
     import time
 
@@ -330,13 +395,14 @@ def generate_corpus(
             raise DatasetError(
                 f"refusing to overwrite {out}: it does not look like a corpus (no dataset.yaml)"
             )
-        for sub in ("wav", "vertices_npy", "phonemes"):
+        for sub in ("wav", "vertices_npy", "phonemes", "arkit"):
             shutil.rmtree(out / sub, ignore_errors=True)
     tpl = load_template(template, regions) if template is not None else None
     name = Path(template).stem if template is not None else "template"
-    plans = plan_speakers(num_speakers, seed, tpl, topology_name=name, fps=fps)
+    plans = plan_speakers(num_speakers, seed, tpl, topology_name=name, fps=fps, face=face)
     check_engines([p.voice.engine for p in plans])
-    for sub in ("wav", "vertices_npy", "phonemes"):
+    subs = ("wav", "vertices_npy", "phonemes") + (("arkit",) if plans[0].face_rig is not None else ())
+    for sub in subs:
         (out / sub).mkdir(parents=True, exist_ok=True)
     texts = sentence_pool(max(POOL_SIZE, num_sentences))
     assign = sentence_assignment(num_speakers, num_sentences, seed)
@@ -403,6 +469,8 @@ def generate_corpus(
                 "speakers": num_speakers,
                 "sentences": num_sentences,
                 "fps": fps,
+                "face": None if template else face,
+                "arkit": plans[0].face_rig is not None,
                 "template": str(template) if template else None,
                 "regions": str(regions) if regions else None,
                 "topology": topo.name,

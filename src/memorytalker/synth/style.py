@@ -2,13 +2,15 @@
 
 Audible links (deterministic functions of the :class:`~memorytalker.synth.voices.VoiceSpec`):
 
-* **loudness -> amplitude**: ``amplitude ∝ 10^(gain_db / 40)`` - every +10 dB opens the jaw and lips
-  ~1.8x wider (louder speakers open wider);
-* **rate -> amplitude**: ``amplitude ∝ rate^-0.8`` - faster speech articulates smaller;
+* **vocal effort -> amplitude**: ``amplitude ∝ exp(0.8 tilt)`` - effort is rendered as spectral tilt
+  (brighter = more effort), which survives level normalisation: a brighter voice opens wider;
+* **rate -> amplitude**: ``amplitude ∝ rate^-1`` - faster speech articulates smaller;
+* the recording level says nothing: each clip's level is drawn independently of the speaker
+  (``synth.corpus.CLIP_GAIN_DB``), so a model cannot read the style off the microphone gain;
 * **formant scale (warp) -> lip shape**: a shorter vocal tract (higher formants, brighter) goes with
   spread lips, a longer one with rounded lips (``rounding = 1 - 3 (warp - 1)``, ``spreading = 1 + 3
   (warp - 1)``), as lip rounding lowers formants acoustically;
-* **spectral tilt -> smoothness**: darker (low-passed) voices articulate more smoothly - longer
+* **spectral tilt -> smoothness**: darker (low-passed, less effortful) voices articulate more smoothly - longer
   coarticulation time constants (``x exp(-0.5 tilt)``);
 * **mean pitch -> brow activity**: brow gain grows with the speaker's pitch relative to the sex norm
   (``x 2^(1.5 log2(f0 / norm))``); within a clip the brows follow the pitch contour itself.
@@ -60,7 +62,7 @@ class SpeakerStyle:
 def audible_style(voice: VoiceSpec) -> dict[str, float]:
     """The part of the style that is a function of the voice (what a listener can hear)."""
     return {
-        "amplitude": float(10 ** (voice.gain_db / 40.0) * voice.rate**-0.8),
+        "amplitude": float(np.exp(0.8 * voice.tilt) / voice.rate),
         "rounding": float(np.clip(1.0 - 3.0 * (voice.warp - 1.0), 0.5, 1.6)),
         "spreading": float(np.clip(1.0 + 3.0 * (voice.warp - 1.0), 0.5, 1.6)),
         "smoothness": float(np.exp(-0.5 * voice.tilt)),
