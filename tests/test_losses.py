@@ -201,3 +201,46 @@ def test_vertex_errors_reject_mismatched_shapes():
         losses.vertex_errors(
             torch.zeros(1, 4, 5, 3), torch.zeros(1, 3, 5, 3), torch.ones(1, 4, dtype=torch.bool)
         )
+
+
+def test_lip_gap_loss_against_a_naive_loop_with_closed_frames_weighted():
+    from memorytalker.face import FaceModel
+    from memorytalker.topology.lips import inner_lip_gap, inner_lip_pairs
+
+    topo = FaceModel.load().topology
+    up, lo = inner_lip_pairs(topo)
+    assert 3 <= up.size == lo.size and set(up) <= set(topo.region("upper_lip_inner"))
+    axes, inner = topo.axes, topo.inner_lips
+    g = torch.Generator().manual_seed(3)
+    base = torch.from_numpy(topo.vertices)[None, None].repeat(2, 4, 1, 1)
+    base[:, :, inner.upper, axes.up] += 0.003 * axes.up_sign  # open the mouth 3 mm more
+    gt = base + 0.0002 * torch.randn(base.shape, generator=g)
+    pred = base + 0.0005 * torch.randn(base.shape, generator=g)
+    gt[0, 1, inner.mid_lower, axes.up] = gt[0, 1, inner.mid_upper, axes.up]  # frame (0, 1): lips closed
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    unit = 0.003
+    got = losses.lip_gap_loss(pred, gt, mask, topo, unit, closed_weight=4.0, closed_below=0.3)
+    num = den = 0.0
+    for b in range(2):
+        for t in range(4):
+            if not mask[b, t]:
+                continue
+            p, q = pred[b, t].double().numpy(), gt[b, t].double().numpy()
+            err = np.mean(
+                [
+                    ((p[u, axes.up] - p[v, axes.up]) - (q[u, axes.up] - q[v, axes.up])) ** 2
+                    for u, v in zip(up, lo)
+                ]
+            )
+            closed = inner_lip_gap(q[None], topo)[0] < 0.3 * unit
+            assert closed == (b == 0 and t == 1)
+            w = 5.0 if closed else 1.0
+            num, den = num + w * err / unit**2, den + w
+    assert got.item() == pytest.approx(num / den, rel=1e-5)
+    # in compute_losses: the term appears when weighted, and needs a topology
+    weights = LossWeights(**{**ZERO, "gap": 1.0})
+    batch = type("B", (), {"vertices": gt})()
+    terms = compute_losses(_out(pred, mask), batch, weights, topo, unit)
+    assert terms["gap"].item() == pytest.approx(num / den, rel=1e-5)
+    with pytest.raises(ConfigError, match="gap"):
+        compute_losses(_out(pred, mask), batch, weights, None, unit)

@@ -10,6 +10,11 @@ Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
 * ``align``: ``KL(sg(K) || V)`` summed over slots, averaged over valid frames (eq. 7; the authors sum over
   frames, which ties the weight to the clip length).
 * ``lip``: mean squared error over the topology's lip vertices.
+* ``gap``: squared error of the signed inner lip gap (the distance across the mouth between facing
+  inner-lip vertices, :func:`~memorytalker.topology.lips.inner_lip_pairs`), per pair and frame, weighted
+  ``1 + gap_closed_weight`` on frames where the ground truth is closed (its midline gap below
+  ``gap_closed_below`` motion units): a closure the prediction misses costs as much as its
+  ``gap_closed_weight + 1`` open frames, where the vertex MSE lets the model hedge (docs/RESULTS.md).
 * ``style``: triplet margin loss on ``g(f_s)`` of anchor / positive / negative (eq. 13).
 * ``ctc``: CTC loss of the backbone logits on the phoneme targets (clips with labels only; per-clip loss
   divided by target length, averaged).
@@ -32,7 +37,7 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 from memorytalker.topology import FaceTopology
 
-TERMS = ("mse", "velocity", "teacher_mse", "teacher_velocity", "mem", "align", "lip", "style", "ctc")
+TERMS = ("mse", "velocity", "teacher_mse", "teacher_velocity", "mem", "align", "lip", "gap", "style", "ctc")
 
 
 @dataclass
@@ -46,9 +51,12 @@ class LossWeights:
     mem: float = 0.01
     align: float = 0.01
     lip: float = 0.0
+    gap: float = 0.0
     style: float = 0.0
     ctc: float = 1.0
     triplet_margin: float = 1.0
+    gap_closed_weight: float = 4.0
+    gap_closed_below: float = 0.3
 
     @property
     def teacher_forcing(self) -> bool:
@@ -212,6 +220,41 @@ def ctc_loss(
     )
 
 
+def signed_gaps(vertices: torch.Tensor, topology: FaceTopology, pairs=None) -> torch.Tensor:
+    """``(B, T, P)`` signed inner lip gaps of ``(B, T, V, 3)`` vertices over the facing pairs
+    (:func:`~memorytalker.topology.lips.inner_lip_pairs`, or ``pairs`` = ``(upper, lower)`` indices)."""
+    from memorytalker.topology.lips import inner_lip_pairs
+
+    upper, lower = pairs if pairs is not None else inner_lip_pairs(topology)
+    axes = topology.axes
+    up = torch.as_tensor(np.asarray(upper), device=vertices.device)
+    lo = torch.as_tensor(np.asarray(lower), device=vertices.device)
+    return axes.up_sign * (vertices[:, :, up, axes.up] - vertices[:, :, lo, axes.up]).float()
+
+
+def lip_gap_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    topology: FaceTopology,
+    unit: float | torch.Tensor = 1.0,
+    closed_weight: float = 4.0,
+    closed_below: float = 0.3,
+) -> torch.Tensor:
+    """The ``gap`` term (module docstring): mean over valid frames and facing pairs of
+    ``w_t (gap_pred - gap_true)^2 / unit^2``, ``w_t = 1 + closed_weight`` where the true midline gap is
+    below ``closed_below * unit`` (else 1), normalised by the mean weight so the term's scale does not
+    depend on how often the lips close."""
+    inner = topology.inner_lips
+    g_pred = signed_gaps(pred, topology) / unit
+    g_true = signed_gaps(target, topology) / unit
+    mid = signed_gaps(target, topology, ([inner.mid_upper], [inner.mid_lower]))[..., 0] / unit
+    m = mask.to(g_pred.dtype)
+    w = (1.0 + closed_weight * (mid < closed_below).to(g_pred.dtype)) * m
+    err = (g_pred - g_true).square().mean(-1)
+    return (err * w).sum() / w.sum().clamp(min=1e-12)
+
+
 def compute_losses(
     output: Any,
     batch: Any,
@@ -226,7 +269,7 @@ def compute_losses(
         batch: the batch it came from (``vertices``, ``frame_mask``; ``phoneme_targets`` /
             ``phoneme_lengths`` for CTC).
         weights: :class:`LossWeights`.
-        topology: needed for ``lip`` (its ``lips`` region).
+        topology: needed for ``lip`` (its ``lips`` region) and ``gap`` (its inner-lip contours).
         unit: the motion unit (the model's ``motion_scale``, data units): the vertex terms (``mse``,
             ``velocity``, ``teacher_*``, ``lip``) are measured in it, i.e. divided by ``unit**2``. Raw
             squared errors in metres are ~1e-7, so their gradients fall below Adam's epsilon (1e-8) for the
@@ -269,6 +312,12 @@ def compute_losses(
             raise ConfigError("loss.lip > 0 needs the face topology (its lips region)")
         lips = torch.from_numpy(np.array(topology.lips, dtype=np.int64)).to(target.device)
         terms["lip"] = vertex_mse(output.vertices[:, :, lips], target[:, :, lips], mask) * inv_sq
+    if weights.gap > 0:
+        if topology is None:
+            raise ConfigError("loss.gap > 0 needs the face topology (its inner-lip contours)")
+        terms["gap"] = lip_gap_loss(
+            output.vertices, target, mask, topology, unit, weights.gap_closed_weight, weights.gap_closed_below
+        )
     if weights.style > 0:
         if output.style_positive is None or output.style_negative is None or output.style_anchor is None:
             raise ConfigError(

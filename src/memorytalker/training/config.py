@@ -39,7 +39,7 @@ PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "64", "64-true"
 #: Learning-rate schedules after warm-up.
 SCHEDULES = ("constant", "cosine")
 #: Validation metrics a run can select its best checkpoint on (all lower-is-better).
-MONITORS = ("lve", "fve", "lip_max", "val_loss")
+MONITORS = ("lve", "fve", "lip_max", "val_loss", "lve_gap")
 
 
 @dataclass
@@ -291,7 +291,9 @@ class CheckpointConfig:
         val_every_n_epochs: validate (and write ``last.pt``, maybe ``best.pt``) every N epochs.
         val_every_n_steps: also validate every N optimizer steps (0 = off).
         monitor: validation metric that picks ``best.pt`` (lower is better): ``lve`` (lip vertex error,
-            default), ``fve``, ``lip_max`` or ``val_loss``.
+            default), ``fve``, ``lip_max``, ``val_loss``, or ``lve_gap`` (LVE plus the closure-weighted
+            squared error of the inner lip gap: a model that misses closures or rests open loses,
+            :func:`memorytalker.training.validation.validate_loader`).
     """
 
     every_n_steps: int = 0

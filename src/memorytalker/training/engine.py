@@ -34,7 +34,7 @@ import torch
 import yaml
 
 from memorytalker.data.audio import SAMPLE_RATE
-from memorytalker.errors import CheckpointError, DatasetError
+from memorytalker.errors import CheckpointError, ConfigError, DatasetError
 from memorytalker.models.builders import build_model
 from memorytalker.models.loaders import (
     load_init,
@@ -372,6 +372,11 @@ def validate(run: Run) -> dict[str, float]:
     restore_rng(rng)
     state.val_metrics, state.validated_step = metrics, state.step
     fabric.log_dict({f"val/{k}": v for k, v in metrics.items()}, step=state.step)
+    if cfg.checkpoint.monitor not in metrics:
+        raise ConfigError(
+            f"checkpoint.monitor={cfg.checkpoint.monitor} is not measured on topology {run.topology.name!r} "
+            "(lve_gap needs inner-lip contours: regions upper_lip_inner / lower_lip_inner); choose lve"
+        )
     value = metrics[cfg.checkpoint.monitor]
     improved = state.best_metric is None or value < state.best_metric
     if improved:
