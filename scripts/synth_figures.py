@@ -1,7 +1,10 @@
-"""Figures for docs/DATA.md: the procedural face and a lip-opening plot against the phoneme timeline.
+"""Figures for docs/DATA.md: the procedural face, a lip-opening plot against the phoneme timeline, and
+the corpus on the project's face.
 
-``python scripts/synth_figures.py --out docs/img`` writes ``synth_face.png`` and
-``synth_lips.png`` (matplotlib only: a small painter's-algorithm renderer, no GL needed).
+``python scripts/synth_figures.py --out docs/img`` writes ``synth_face.png`` and ``synth_lips.png``
+(matplotlib only: a small painter's-algorithm renderer, no GL needed) and ``synth_ict_frames.png`` (two
+speakers of the default corpus at an open vowel, a bilabial and a pause, rendered with the project's
+renderer: teeth, mouth socket and eyes).
 """
 
 from __future__ import annotations
@@ -117,6 +120,33 @@ def lips_figure(path: Path, voice: str = "piper:joe") -> None:
     plt.close(fig)
 
 
+def ict_frames_figure(path: Path, speakers: tuple[int, ...] = (1, 2), seed: int = 0) -> None:
+    from PIL import Image
+
+    from memorytalker.face import FaceModel
+    from memorytalker.pipeline import FaceScene
+    from memorytalker.render.gl import render_image
+    from memorytalker.synth.articulation import BILABIALS, OPEN_VOWELS
+    from memorytalker.synth.corpus import make_clip, plan_speakers
+
+    face = FaceModel.load()
+    plans = plan_speakers(max(speakers) + 1, seed)
+    text = "Mom bought a bamboo broom and a bulb for the lamp."
+    rows = []
+    for i in speakers:
+        plan = plans[i]
+        _, verts, align, _, weights = make_clip(plan, 1, 0, text, seed)
+        scene = FaceScene(face, verts, weights, face.identity_neutral(plan.face_rig.identity))
+        phones = align["phonemes"]
+        frames = []
+        for want, nth in ((OPEN_VOWELS, 0), (BILABIALS, 1), ({"sil"}, 0)):
+            p = [x for x in phones if x["phone"] in want][nth]
+            k = min(int(round((p["start"] + p["end"]) / 2 * 30)), len(verts) - 1)
+            frames.append(render_image(scene.frame(k), face.faces, size=320, colours=face.vertex_colours))
+        rows.append(np.concatenate(frames, axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="docs/img")
@@ -125,7 +155,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     face_figure(out / "synth_face.png")
     lips_figure(out / "synth_lips.png")
-    print(f"wrote {out / 'synth_face.png'} and {out / 'synth_lips.png'}")
+    ict_frames_figure(out / "synth_ict_frames.png")
+    print(f"wrote {out / 'synth_face.png'}, {out / 'synth_lips.png'} and {out / 'synth_ict_frames.png'}")
 
 
 if __name__ == "__main__":
