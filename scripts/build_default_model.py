@@ -57,6 +57,8 @@ def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -
     if report is not None:
         rep = json.loads(report.read_text())
         provenance["test_report"] = {k: rep[k] for k in ("pooled", "split", "data") if k in rep}
+        if "lipsync" in rep:  # closure rate, rest gap, amplitude ratio, MTM on the same split
+            provenance["test_report"]["lipsync"] = rep["lipsync"].get("pooled")
     state = {k: ckpt.get(k) for k in ("step", "epoch", "val_metrics", "best_metric", "best_step")}
     save_checkpoint(
         dst,

@@ -35,6 +35,8 @@ EXAMPLE_AUDIO = "example.wav"
 TemplateSource = str | Path | np.ndarray | None
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from memorytalker.face.model import FaceModel
     from memorytalker.face.solve import ArkitSolver
 
@@ -164,18 +166,39 @@ class Animator:
             sample_rate: the array's rate (ignored for files and bytes).
             template: neutral face (see :func:`load_template`); None = the topology's reference mesh.
         """
-        import torch
-
         wave = load_audio(
             audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True
         )
-        tpl = load_template(template, self.topology)
+        frames, windows = self.windows(wave, load_template(template, self.topology))
+        out = np.empty((frames, self.topology.num_vertices, 3), dtype=np.float32)
+        for start, part in windows:
+            out[start : start + part.shape[0]] = part
+        return out
+
+    def windows(
+        self, wave: np.ndarray, template: np.ndarray, window_seconds: float | None = None
+    ) -> tuple[int, Iterator[tuple[int, np.ndarray]]]:
+        """``(T, iterator of (start, (n, V, 3) float32 vertices))`` for decoded 16 kHz mono ``wave``
+        ``(S,)`` on ``template`` ``(V, 3)``: the clip in windows of ``window_seconds`` (default
+        :data:`~memorytalker.models.windowed.DEFAULT_WINDOW_SECONDS`), each equal to the frames of one
+        whole-clip :meth:`MemoryTalker.predict` call (:mod:`memorytalker.models.windowed`), so memory does not
+        grow with the length beyond the audio itself."""
+        import torch
+
+        from memorytalker.models.windowed import DEFAULT_WINDOW_SECONDS, WindowedPrediction, window_frames_for
+
+        seconds = DEFAULT_WINDOW_SECONDS if window_seconds is None else float(window_seconds)
         with torch.inference_mode():
-            x = torch.from_numpy(wave).to(self.device)[None]
-            lengths = torch.tensor([wave.shape[0]], device=self.device)
-            t = torch.from_numpy(tpl).to(self.device)[None]
-            pred = self.model.predict(x, lengths, t)
-        return pred[0].float().cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).to(self.device)
+            tpl = torch.from_numpy(np.ascontiguousarray(template, dtype=np.float32)).to(self.device)
+            run = WindowedPrediction(self.model, x, tpl, window_frames_for(seconds, self.fps))
+
+        def parts() -> Iterator[tuple[int, np.ndarray]]:
+            with torch.inference_mode():
+                for start, part in run:
+                    yield start, part.float().cpu().numpy()
+
+        return run.frames, parts()
 
 
 def animate(

@@ -1,7 +1,10 @@
 """Speech to files: the one animate-to-files pipeline behind ``memorytalker animate`` and the web server.
 
-:func:`animate_to_files` decodes the audio once, predicts the vertices, checks them (finite, ``(T, V, 3)``)
-*before* anything is written, then writes into the output folder:
+:func:`animate_to_files` decodes the audio once and predicts the vertices in windows
+(:meth:`memorytalker.inference.Animator.windows`, exact: :mod:`memorytalker.models.windowed`), each checked
+(finite, ``(n, V, 3)``) before it is written straight into the memory-mapped ``.npy``, so memory does not
+grow with the length of the recording; video and ARKit weights are then made from that file frame by frame
+(chunk by chunk). It writes into the output folder:
 
 * ``<name>.npy``: the predicted vertices ``(T, V, 3)`` of the model's topology;
 * ``<name>.csv``: on the project's face, the 52 ARKit weights per frame in Live Link Face's layout (solved
@@ -76,8 +79,13 @@ class AnimationFiles:
     arkit: np.ndarray | None = None  # (T, 52) ARKit weights on the project's face
 
 
-def check_vertices(vertices: np.ndarray, num_vertices: int) -> np.ndarray:
-    """``vertices`` as ``(T, V, 3)`` float32, or :class:`MemoryTalkerError` (wrong shape, NaN/Inf)."""
+def check_vertices(
+    vertices: np.ndarray, num_vertices: int, first_frame: int = 0, total: int | None = None
+) -> np.ndarray:
+    """``vertices`` as ``(T, V, 3)`` float32, or :class:`MemoryTalkerError` (wrong shape, NaN/Inf).
+
+    ``first_frame`` / ``total``: for a window of a longer sequence, its first frame's index and the
+    sequence's length (for the message)."""
     v = np.asarray(vertices)
     if v.ndim != 3 or v.shape[1:] != (num_vertices, 3) or v.shape[0] == 0:
         raise MemoryTalkerError(
@@ -86,9 +94,12 @@ def check_vertices(vertices: np.ndarray, num_vertices: int) -> np.ndarray:
     bad = ~np.isfinite(v).all(axis=(1, 2))
     if bad.any():
         frames = np.flatnonzero(bad)
+        where = (
+            "" if total is None else f" of the window starting at frame {first_frame} ({total} frames in all)"
+        )
         raise MemoryTalkerError(
-            f"the model returned NaN/Inf vertex positions in {frames.size} of {v.shape[0]} frames (first: "
-            f"frame {int(frames[0])}); is the checkpoint damaged? Nothing was written"
+            f"the model returned NaN/Inf vertex positions in {frames.size} of {v.shape[0]} frames{where} (first: "
+            f"frame {first_frame + int(frames[0])}); is the checkpoint damaged? Nothing was written"
         )
     return v.astype(np.float32, copy=False)
 
@@ -103,6 +114,32 @@ def _save_npy(path: Path, vertices: np.ndarray) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _predict_to_npy(
+    animator: Any, wave: np.ndarray, template: np.ndarray, path: Path, num_v: int
+) -> np.ndarray:
+    """Decode ``wave`` window by window into ``path`` (a ``(T, V, 3)`` float32 ``.npy``, memory-mapped),
+    checking every window before it is written (NaN/Inf: :class:`MemoryTalkerError`, nothing left on disk).
+    Returns the finished file, memory-mapped read-only."""
+    frames, windows = animator.windows(wave, template)
+    if frames <= 0:
+        raise MemoryTalkerError(
+            f"the model gave {frames} frames for {wave.shape[0] / SAMPLE_RATE:.2f} s of audio"
+        )
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(frames, num_v, 3))
+        for start, part in windows:
+            check_vertices(part, num_v, first_frame=start, total=frames)
+            arr[start : start + part.shape[0]] = part
+        arr.flush()
+        del arr
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return np.load(path, mmap_mode="r")
 
 
 def animate_to_files(
@@ -150,24 +187,28 @@ def animate_to_files(
     from memorytalker.inference import load_template
 
     tpl = load_template(template, animator.topology)
-    vertices = check_vertices(
-        animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), animator.topology.num_vertices
-    )
     fps = float(animator.fps)
-    result = AnimationFiles(name, int(vertices.shape[0]), int(vertices.shape[1]), fps)
-    face = getattr(animator, "face", None)
-    scene = None
-    if face is not None:
-        result.arkit = animator.arkit_solver.solve(vertices, tpl)
-        scene = FaceScene(face, vertices, result.arkit, face_neutral(face, tpl, animator.topology))
+    num_v = int(animator.topology.num_vertices)
     out.mkdir(parents=True, exist_ok=True)
+    result = AnimationFiles(name, 0, num_v, fps)
 
     def done(path: Path) -> None:
         result.files.append(path)
         on_file(path)
 
     try:
-        done(_save_npy(out / f"{name}.npy", vertices))
+        if hasattr(animator, "windows"):  # windows straight into the .npy on disk: memory flat in length
+            vertices = _predict_to_npy(animator, wave, tpl, out / f"{name}.npy", num_v)
+            done(out / f"{name}.npy")
+        else:
+            vertices = check_vertices(animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), num_v)
+            done(_save_npy(out / f"{name}.npy", vertices))
+        result.frames = int(vertices.shape[0])
+        face = getattr(animator, "face", None)
+        scene = None
+        if face is not None:
+            result.arkit = animator.arkit_solver.solve(vertices, tpl)
+            scene = FaceScene(face, vertices, result.arkit, face_neutral(face, tpl, animator.topology))
         if scene is not None and opts.csv:
             from memorytalker.face.livelink import write_live_link_csv
 

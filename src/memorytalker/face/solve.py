@@ -90,7 +90,7 @@ class ArkitSolver:
         self.iterations = int(iterations)
 
     def solve(
-        self, vertices: np.ndarray, template: np.ndarray | None = None, chunk: int = 4096
+        self, vertices: np.ndarray, template: np.ndarray | None = None, chunk: int = 1024
     ) -> np.ndarray:
         """``(T, 52)`` float32 weights in ``[0, 1]`` for ``(T, V, 3)`` vertices made on ``template``
         ``(V, 3)`` (default: the face's neutral)."""

@@ -78,7 +78,7 @@ class MotionDecoder(nn.Module):
         templates: torch.Tensor,
         scale: torch.Tensor | float = 1.0,
     ) -> torch.Tensor:
-        """Decode vertices.
+        """Decode vertices: :meth:`hidden` then :meth:`vertices`.
 
         Args:
             fused_in: ``(B, T, fusion_in)`` concatenated ``[f_txt ; motion feature]`` (or ``f_txt``).
@@ -91,12 +91,26 @@ class MotionDecoder(nn.Module):
         Returns:
             ``(B, T, V, 3)`` = template + ``scale`` * head offsets.
         """
-        b, t, _ = fused_in.shape
+        return self.vertices(self.hidden(fused_in, text, valid), templates, scale)
+
+    def hidden(
+        self, fused_in: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, start: int = 0
+    ) -> torch.Tensor:
+        """Fusion, PPE and the decoder layers: ``(B, T, D)`` features the head reads (``start``: the first
+        frame's index when decoding a window of a longer sequence, for the positional encoding)."""
         x = self.fusion(fused_in)
-        x = x + periodic_positional_encoding(t, self.dim, self.period, x.device, x.dtype)[None]
+        t = x.shape[1]
+        x = x + periodic_positional_encoding(t, self.dim, self.period, x.device, x.dtype, start)[None]
         x = self.ppe_dropout(x)
         for layer in self.layers:
             x = layer(x, text, valid)
+        return x
+
+    def vertices(
+        self, x: torch.Tensor, templates: torch.Tensor, scale: torch.Tensor | float = 1.0
+    ) -> torch.Tensor:
+        """The head: ``(B, T, D)`` features -> ``(B, T, V, 3)`` = template + ``scale`` * offsets."""
+        b, t, _ = x.shape
         # head(x) + template as a matrix product plus ONE in-place broadcast add of (bias + template): the
         # (B, T, V*3) output is the largest tensor of a long clip, and nn.Linear would first fill it with the
         # broadcast bias (an extra pass over ~1 GB for 10 minutes of FLAME). Autograd-safe: mm's backward

@@ -199,16 +199,17 @@ class MaskedConv1d(nn.Conv1d):
 
 
 def periodic_positional_encoding(
-    length: int, dim: int, period: int, device=None, dtype=torch.float32
+    length: int, dim: int, period: int, device=None, dtype=torch.float32, start: int = 0
 ) -> torch.Tensor:
     """FaceFormer's periodic sinusoidal encoding for any length: ``pe[t] = sinusoid(t mod period)``.
 
-    Returns ``(length, dim)``.
+    Returns ``(length, dim)`` for frames ``start ... start + length - 1`` (``start``: a window of a longer
+    sequence gets the encoding of its place in it).
     """
     pos = torch.arange(period, device=device, dtype=torch.float32)[:, None]
     div = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
     pe = torch.zeros(period, dim, device=device, dtype=torch.float32)
     pe[:, 0::2] = torch.sin(pos * div)
     pe[:, 1::2] = torch.cos(pos * div[: dim // 2])
-    idx = torch.arange(length, device=device) % period
+    idx = torch.arange(start, start + length, device=device) % period
     return pe[idx].to(dtype)

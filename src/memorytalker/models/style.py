@@ -106,14 +106,30 @@ class StyleEncoder(nn.Module):
             offset, _ = masked_mean_std(mel, mask)
         else:
             offset = ABSOLUTE_DB_REFERENCE
-        x, lengths = self.conv_in((mel - offset) * mask / DB_SCALE, lengths)
+        x, lengths = self.features((mel - offset) * mask / DB_SCALE, lengths)
+        mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
+        mu, sd = masked_mean_std(x, mask)
+        return self.pooled_logits(mu.squeeze(-1), sd.squeeze(-1))
+
+    def features(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conv stack: offset, scaled log-mel ``(B, n_mels, F)`` -> ``(B, C, F')`` and their lengths
+        (``F'`` = ``F`` over :attr:`stride`)."""
+        x, lengths = self.conv_in(x, lengths)
         x = F.relu(x)
         for block in self.blocks:
             x, lengths = block(x, lengths)
-        mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
-        mu, sd = masked_mean_std(x, mask)
-        pooled = torch.cat([mu.squeeze(-1), sd.squeeze(-1)], dim=-1)  # (B, 2C)
+        return x, lengths
+
+    def pooled_logits(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """``f_s`` ``(B, M)`` from the clip's per-channel mean and standard deviation ``(B, C)`` of
+        :meth:`features`."""
+        pooled = torch.cat([mean, std], dim=-1)  # (B, 2C)
         return self.to_slots(self.pool_proj(pooled))
+
+    @property
+    def strides(self) -> list[int]:
+        """Stride of each residual block (:meth:`features` downsamples by their product)."""
+        return [block.stride for block in self.blocks]
 
     def weights(self, style_logits: torch.Tensor) -> torch.Tensor:
         """Per-sample slot weights ``(B, M)`` from ``f_s`` ``(B, M)``."""

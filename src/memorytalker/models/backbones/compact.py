@@ -69,13 +69,25 @@ class CompactEncoder(TextBackbone):
         mel, lengths = self.mel(audio, audio_lengths)  # (B, n_mels, F) dB
         mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
         mean, _ = masked_mean_std(mel, mask)
+        x, lengths = self.front(mel, lengths, mean)  # (B, A, D) at 50 Hz
+        x = interpolate_frames(x, lengths, frame_lengths, num_frames)  # (B, T, D)
+        return self.encode(x, frame_lengths, num_frames)
+
+    def front(
+        self, mel: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel ``(B, n_mels, F)`` with ``lengths`` and the clip's per-band mean ``(B, n_mels, 1)`` ->
+        50 Hz features ``(B, A, D)`` and their lengths (the convolutional front end)."""
         x = (mel - mean) / DB_SCALE
         for i, conv in enumerate(self.convs):
             y, lengths = conv(x, lengths)
             y = F.gelu(y)
             x = y if i == 0 else x + y
-        x = self.conv_norm(x.transpose(1, 2))  # (B, A, D) at 50 Hz
-        x = interpolate_frames(x, lengths, frame_lengths, num_frames)  # (B, T, D)
+        return self.conv_norm(x.transpose(1, 2)), lengths
+
+    def encode(self, x: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Features at the text rate ``(B, T, D)`` -> CTC logits ``(B, T, 40)`` (positional convolution,
+        local-attention layers, CTC head; zero past ``frame_lengths``)."""
         valid = lengths_to_mask(frame_lengths.to(x.device), num_frames)
         pos, _ = self.pos_conv(x.transpose(1, 2), frame_lengths.to(x.device))
         x = (x + F.gelu(pos.transpose(1, 2))) * valid.unsqueeze(-1).to(x.dtype)
