@@ -53,20 +53,31 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
+    """One headless Chromium for the module (playwright's sync API allows one instance per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1200, "height": 900})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.goto(server + "/")
-        pg.wait_for_function("document.getElementById('limits').textContent.includes('Speech up to')")
-        pg.js_errors = errors
-        yield pg
-        browser.close()
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, base_url: str):
+    pg = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(base_url + "/")
+    pg.wait_for_function("document.getElementById('limits').textContent.includes('Speech up to')")
+    pg.js_errors = errors
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    pg = open_page(browser, server)
+    yield pg
+    pg.context.close()
 
 
 def canvas_pixels(pg) -> np.ndarray:
@@ -148,4 +159,65 @@ def test_bad_file_shows_a_message_and_recording_still_works(page, tmp_path):
     assert page.evaluate("window.memorytalker.job.seconds") == pytest.approx(1.5, abs=0.5)
     page.wait_for_function("window.memorytalker.viewer.model !== null")
     assert page.evaluate("window.memorytalker.viewer.clip !== null")
+    assert page.js_errors == []
+
+
+@pytest.fixture(scope="module")
+def face_page(browser, tmp_path_factory):
+    """The page served with the embedded default model (the project's face: ARKit weights, retarget)."""
+    from memorytalker.inference import Animator
+    from memorytalker.serve import ServeSettings, create_app
+    from memorytalker.serve.app import serve_in_thread
+
+    tmp = tmp_path_factory.mktemp("browser_face")
+    app = create_app(ServeSettings(max_seconds=4.0, output_dir=str(tmp / "jobs")), animator=Animator())
+    with serve_in_thread(app) as base_url:
+        pg = open_page(browser, base_url)
+        yield pg
+        pg.context.close()
+
+
+def test_face_offers_the_csv_and_plays_on_an_uploaded_avatar(face_page, tmp_path):
+    from test_retarget import _avatar
+    from test_serve import speech_like
+
+    from memorytalker.data.audio import write_wav
+
+    page = face_page
+    wav = tmp_path / "hello.wav"
+    write_wav(wav, speech_like(1.5))
+    page.set_input_files("#file-input", str(wav))
+    page.click("#upload-button")
+    assert wait_finished(page) == "done", page.evaluate("window.memorytalker.lastError")
+    # the project's face: the head with teeth and eyes (several primitives), its 52 ARKit targets
+    page.wait_for_function("window.memorytalker.viewer && window.memorytalker.viewer.model !== null")
+    assert page.evaluate("window.memorytalker.viewer.clip.name") == "speech"
+    assert page.get_attribute("#download-csv", "href").endswith("/files/face.csv")
+    assert page.get_attribute("#download-csv", "download") == "hello.csv"
+    assert page.is_visible("#avatar-panel")
+
+    avatar = tmp_path / "me.glb"
+    _avatar(avatar)
+    page.set_input_files("#avatar-input", str(avatar))
+    page.wait_for_function(
+        "document.getElementById('avatar-status').textContent.includes('Your avatar talks')", timeout=30_000
+    )
+    assert "5 targets driven" in page.inner_text("#avatar-status")
+    assert "wink" in page.inner_text("#avatar-status")
+    assert page.evaluate("window.memorytalker.viewer.clip.name") == "speech"  # not the avatar's 'idle'
+    assert page.get_attribute("#download-avatar", "href").endswith("/files/avatar.glb")
+    page.evaluate("document.getElementById('audio').pause()")
+    page.evaluate("document.getElementById('audio').currentTime = 0.2")
+    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 0.2) < 0.02")
+    first = page.evaluate("window.memorytalker.viewer.influences()")
+    page.evaluate("document.getElementById('audio').currentTime = 1.0")
+    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 1.0) < 0.02")
+    second = page.evaluate("window.memorytalker.viewer.influences()")
+    assert len(first) == len(second) == 6 and np.abs(np.subtract(first, second)).max() > 0
+
+    plain = tmp_path / "plain.glb"
+    _avatar(plain, names=["smile", "frown"])
+    page.set_input_files("#avatar-input", str(plain))
+    page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+    assert "no ARKit-named morph targets" in page.inner_text("#error")
     assert page.js_errors == []

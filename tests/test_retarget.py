@@ -30,11 +30,26 @@ def _avatar(path, names=AVATAR_TARGETS):
     write_morph_glb(path, [prim], list(names), idle, 30, name="avatar")
     gltf, binary = read_glb(path)
     gltf["animations"][0]["name"] = "idle"
+    # a valid skin: every vertex bound to joint 0 (JOINTS_0 / WEIGHTS_0 appended to the binary chunk)
+    binary = bytearray(binary)
+    for attr, arr, comp in (
+        ("JOINTS_0", np.zeros((4, 4), np.uint16), 5123),
+        ("WEIGHTS_0", np.tile(np.float32([1, 0, 0, 0]), (4, 1)), 5126),
+    ):
+        binary.extend(b"\x00" * (-len(binary) % 4))
+        gltf["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": arr.nbytes})
+        binary.extend(arr.tobytes())
+        gltf["accessors"].append(
+            {"bufferView": len(gltf["bufferViews"]) - 1, "componentType": comp, "count": 4, "type": "VEC4"}
+        )
+        gltf["meshes"][0]["primitives"][0]["attributes"][attr] = len(gltf["accessors"]) - 1
+    binary.extend(b"\x00" * (-len(binary) % 4))
+    gltf["buffers"][0]["byteLength"] = len(binary)
     gltf["nodes"].append({"name": "root_joint"})
     gltf["nodes"][0]["skin"] = 0
     gltf["skins"] = [{"joints": [1], "name": "rig"}]
     gltf["scenes"][0]["nodes"] = [0, 1]
-    write_glb(path, gltf, binary)
+    write_glb(path, gltf, bytes(binary))
     return gltf
 
 
@@ -52,7 +67,7 @@ def _accessor(gl, binary, index):
     acc = gl.accessors[index]
     view = gl.bufferViews[acc.bufferView]
     start = view.byteOffset + (acc.byteOffset or 0)
-    return np.frombuffer(binary[start : start + acc.count * 4], "<f4")
+    return np.frombuffer(binary[start : start + view.byteLength], np.uint8)  # the raw bytes
 
 
 def test_name_spellings():
@@ -96,10 +111,10 @@ def test_retarget_plays_the_track_and_keeps_the_avatar(tmp_path):
     speech = gl.animations[1]
     assert speech.channels[0].target.node == 0 and speech.channels[0].target.path == "weights"
     sampler = speech.samplers[0]
-    times = _accessor(gl, binary, sampler.input)
+    times = _accessor(gl, binary, sampler.input).view("<f4")
     np.testing.assert_allclose(times, np.arange(45) / 30, atol=1e-6)
     assert gl.accessors[sampler.input].max == [pytest.approx(44 / 30)]
-    vals = _accessor(gl, binary, sampler.output).reshape(45, len(AVATAR_TARGETS))
+    vals = _accessor(gl, binary, sampler.output).view("<f4").reshape(45, len(AVATAR_TARGETS))
     for k, name in enumerate(AVATAR_TARGETS[:5]):
         j = arkit_index(name)
         np.testing.assert_allclose(vals[:, k], w[:, j], atol=1e-6, err_msg=name)

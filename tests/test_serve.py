@@ -443,3 +443,62 @@ def test_old_jobs_are_pruned_and_temp_folder_removed(animator):
         assert not (root / ids[0]).exists()
         assert all(client.get(f"/api/jobs/{i}").json()["status"] == "done" for i in ids[1:])
     assert not root.exists()  # the temporary folder goes with the server
+
+
+# ------------------------------------------------------------------------------------------ your avatar
+def test_retarget_plays_the_job_on_an_uploaded_avatar(settings, tmp_path):
+    """On the project's face (the embedded model) a job has ARKit weights; an uploaded avatar .glb gets them
+    as its 'speech' animation; bad avatars and jobs without weights get clear errors."""
+    import pygltflib
+    from test_retarget import AVATAR_TARGETS, _avatar
+
+    from memorytalker import inference
+
+    face_animator = inference.Animator()
+    good, plain = tmp_path / "avatar.glb", tmp_path / "plain.glb"
+    _avatar(good)
+    _avatar(plain, names=["smile", "frown"])
+    with TestClient(create_app(settings, animator=face_animator)) as client:
+        job = post_audio(client, wav_bytes(speech_like(1.2)), "hello.wav").json()
+        status = wait_job(client, job["id"])
+        assert status["status"] == "done", status
+        assert {"csv", "glb", "npy", "mp4", "wav"} <= set(status["files"])
+        csv_text = client.get(status["files"]["csv"]).text
+        assert csv_text.startswith("Timecode,BlendShapeCount,EyeBlinkLeft")
+        url = f"/api/jobs/{job['id']}/retarget"
+        r = client.post(url, files={"avatar": ("me.glb", good.read_bytes(), "model/gltf-binary")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (
+            body["mapped"] == 5
+            and body["unmapped_targets"] == ["wink"]
+            and "tongueOut" in body["missing_arkit"]
+        )
+        assert body["frames"] == status["frames"]
+        glb = client.get(body["url"])
+        assert glb.status_code == 200 and glb.headers["content-type"] == "model/gltf-binary"
+        gl = pygltflib.GLTF2.load_from_bytes(glb.content)
+        assert [a.name for a in gl.animations] == ["idle", "speech"]
+        assert gl.meshes[0].extras["targetNames"] == AVATAR_TARGETS
+        assert "avatar" in client.get(f"/api/jobs/{job['id']}").json()["files"]
+
+        r = client.post(url, files={"avatar": ("plain.glb", plain.read_bytes(), "model/gltf-binary")})
+        assert r.status_code == 400 and "no ARKit-named morph targets" in r.json()["error"]
+        assert "smile, frown" in r.json()["error"] and str(tmp_path) not in r.json()["error"]
+        r = client.post(url, files={"avatar": ("x.glb", b"not a glb at all, just text", "model/gltf-binary")})
+        assert r.status_code == 400 and "glb" in r.json()["error"]
+        r = client.post(f"/api/jobs/{'0' * 32}/retarget", files={"avatar": ("me.glb", good.read_bytes())})
+        assert r.status_code == 404
+        assert client.get("/api/info").status_code == 200  # still serving
+
+
+def test_retarget_refuses_a_job_without_arkit_weights(animator, settings, tmp_path):
+    from test_retarget import _avatar
+
+    good = tmp_path / "avatar.glb"
+    _avatar(good)
+    with TestClient(create_app(settings, animator=animator)) as client:  # tiny topology: no ARKit weights
+        job = post_audio(client, wav_bytes(speech_like(1.2)), "hello.wav").json()
+        assert wait_job(client, job["id"])["status"] == "done"
+        r = client.post(f"/api/jobs/{job['id']}/retarget", files={"avatar": ("me.glb", good.read_bytes())})
+        assert r.status_code == 409 and "no ARKit weights" in r.json()["error"]

@@ -11,8 +11,11 @@ Routes (every error is JSON ``{"error": "..."}`` with a 4xx/5xx status; the serv
   thread (:func:`~memorytalker.serve.jobs.check_upload`), then the job is queued: 202
   ``{"id": ..., "status_url": ...}``.
 * ``GET /api/jobs/{id}`` - the job's status (``queued``/``running``/``done``/``failed``, stage, file URLs).
-* ``GET /api/jobs/{id}/files/{name}`` - ``audio.wav``, ``face.npy``, ``face.glb`` or ``face.mp4``; ids are
-  32 hex digits and names come from a fixed list, so no request can reach another path.
+* ``POST /api/jobs/{id}/retarget`` - multipart form with one file field ``avatar`` (a ``.glb`` with
+  ARKit-named morph targets): the job's ARKit track added to it (``avatar.glb``) and what was mapped.
+* ``GET /api/jobs/{id}/files/{name}`` - ``audio.wav``, ``face.npy``, ``face.csv``, ``face.glb``,
+  ``face.mp4`` or ``avatar.glb``; ids are 32 hex digits and names come from a fixed list, so no request
+  can reach another path.
 """
 
 import asyncio
@@ -254,6 +257,27 @@ def _add_job_routes(app: Any, settings: ServeSettings, jobs: JobManager) -> None
         with jobs.lock:
             status = job.to_json(API_JOBS)
         return JSONResponse({"status_url": f"{API_JOBS}/{job.id}", **status}, status_code=202)
+
+    @app.post(API_JOBS + "/{job_id}/retarget")
+    async def retarget(job_id: str, request: Request) -> dict:
+        """The job's ARKit track played on an uploaded avatar (.glb, form field ``avatar``)."""
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise UploadError("send the avatar as a multipart form with a file field 'avatar'", 400)
+        streamed = StarletteRequest(request.scope, limited_receive(request, settings))
+        try:
+            form = await streamed.form(max_files=1, max_fields=4)
+        except MultiPartException as exc:
+            raise UploadError(f"the upload is not a valid form: {exc.message}", 400) from None
+        try:
+            upload = form.get("avatar")
+            if upload is None or isinstance(upload, str):
+                raise UploadError("no avatar in the upload: the form needs a file field 'avatar' (.glb)", 400)
+            data = await upload.read()
+        finally:
+            await form.close()
+        report = await run_in_threadpool(jobs.retarget, job_id, data)
+        return {"url": f"{API_JOBS}/{job_id}/files/avatar.glb", **report}
 
     @app.get(API_JOBS + "/{job_id}")
     async def job_status(job_id: str) -> dict:

@@ -44,6 +44,7 @@ JOB_FILES: dict[str, str] = {
     "face.csv": "text/csv",
     "face.glb": "model/gltf-binary",
     "face.mp4": "video/mp4",
+    "avatar.glb": "model/gltf-binary",
 }
 #: Stem of a job's result files (``face.npy``, ``face.glb``, ``face.mp4``).
 JOB_STEM = "face"
@@ -54,6 +55,7 @@ FILE_KEYS: dict[str, str] = {
     "face.csv": "csv",
     "face.glb": "glb",
     "face.mp4": "mp4",
+    "avatar.glb": "avatar",
 }
 
 #: Pipeline steps in order (the page shows "step i of n: <label>").
@@ -379,6 +381,46 @@ class JobManager:
         self.executor.submit(self._run, job, audio)
         log.info("job %s: %r, %.2f s of audio queued", job_id, filename, job.seconds)
         return job
+
+    def retarget(self, job_id: str, avatar: bytes) -> dict[str, Any]:
+        """Play a finished job's ARKit track (``face.csv``) on an uploaded avatar ``.glb``; writes the job's
+        ``avatar.glb`` (replacing an earlier one) and returns what was mapped.
+
+        Raises:
+            UploadError: unknown job (404), a job without an ARKit track (409), an avatar that cannot be
+                retargeted (400, the message says why: not a .glb, no ARKit-named targets, ...).
+        """
+        from memorytalker.face.livelink import read_live_link_csv
+        from memorytalker.render.retarget import RetargetError, retarget_glb
+
+        job = self.get(job_id)
+        if job is None:
+            raise UploadError(f"no job {job_id!r} (unknown, or deleted to make room)", 404)
+        track = self.file_path(job_id, "face.csv")
+        if track is None:
+            raise UploadError(
+                "this job has no ARKit weights to play (not finished, or not on the project's face)", 409
+            )
+        take = read_live_link_csv(track, fps=float(self.animator.fps))
+        src = job.folder / ".avatar-upload.glb"
+        try:
+            src.write_bytes(avatar)
+            with self.lock:
+                if "avatar.glb" in job.files:
+                    job.files.remove("avatar.glb")
+            report = retarget_glb(take.weights, take.fps, src, job.folder / "avatar.glb", track="face.csv")
+        except RetargetError as exc:
+            raise UploadError(str(exc).replace(str(src), "the avatar"), 400) from None
+        finally:
+            src.unlink(missing_ok=True)
+        self._add_file(job, "avatar.glb")
+        return {
+            "mapped": sum(len(m) for m in report.mapped.values()),
+            "unmapped_targets": sorted({n for names in report.unmapped_targets.values() for n in names}),
+            "missing_arkit": report.missing_arkit,
+            "frames": report.frames,
+            "fps": report.fps,
+        }
 
     def _set(self, job: Job, **changes: Any) -> None:
         with self.lock:

@@ -173,12 +173,15 @@ function showVideo(job) {
   video.src = job.files.mp4;
   video.hidden = false;
   $('video-placeholder').hidden = true;
-  for (const [key, ext] of [['mp4', 'mp4'], ['glb', 'glb'], ['npy', 'npy'], ['wav', 'wav']]) {
+  for (const [key, ext] of [['mp4', 'mp4'], ['glb', 'glb'], ['csv', 'csv'], ['npy', 'npy'], ['wav', 'wav']]) {
     const link = $(`download-${key}`);
-    link.href = job.files[key];
+    link.parentElement.hidden = !job.files[key];
+    link.href = job.files[key] || '';
     link.download = `${stem}.${ext}`;
   }
   $('downloads').hidden = false;
+  page.job = job;
+  $('avatar-panel').hidden = !job.files.csv; // ARKit weights exist on the project's face only
   if (document.body.dataset.state !== 'error') setState('done');
 }
 
@@ -256,3 +259,41 @@ function init() {
 }
 
 init();
+
+// ------------------------------------------------------------------------------------ your avatar
+async function retargetAvatar(file) {
+  const status = $('avatar-status');
+  if (!file || !page.job) return;
+  status.textContent = `Playing the ARKit weights on ${file.name}…`;
+  const form = new FormData();
+  form.append('avatar', file, file.name);
+  let body;
+  try {
+    const response = await fetch(`/api/jobs/${page.job.id}/retarget`, { method: 'POST', body: form });
+    body = await response.json();
+    if (!response.ok) throw new Error(body.error || body.detail || `HTTP ${response.status}`);
+  } catch (err) {
+    status.textContent = '';
+    showError(`Avatar: ${err.message}`);
+    return;
+  }
+  const audio = $('audio');
+  try {
+    await page.viewer.load(body.url);
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  clearError();
+  const missing = body.missing_arkit.length ? ` It has no target for: ${body.missing_arkit.join(', ')}.` : '';
+  const unmapped = body.unmapped_targets.length ? ` Targets not driven: ${body.unmapped_targets.join(', ')}.` : '';
+  status.textContent = `Your avatar talks: ${body.mapped} targets driven.${missing}${unmapped}`;
+  const link = $('download-avatar');
+  link.href = body.url;
+  link.download = file.name.replace(/\.glb$/i, '') + '-talking.glb';
+  link.hidden = false;
+  audio.currentTime = 0;
+  audio.play().catch(() => {});
+}
+
+$('avatar-input').addEventListener('change', (e) => retargetAvatar(e.target.files[0]));

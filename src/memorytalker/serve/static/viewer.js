@@ -83,7 +83,9 @@ export class FaceViewer {
     this.frame(this.model);
 
     // A face that never moves (or a single frame) is exported without an animation: show it still.
-    this.clip = gltf.animations && gltf.animations.length ? gltf.animations[0] : null;
+    // the speech clip by name (a retargeted avatar keeps its own animations first), else the first one
+    const clips = gltf.animations || [];
+    this.clip = clips.find((c) => c.name === 'speech') || clips[0] || null;
     if (this.clip) {
       this.mixer = new THREE.AnimationMixer(this.model);
       this.mixer.clipAction(this.clip).play();
