@@ -90,3 +90,22 @@ def test_streaming_statistics_match_direct_ones():
         band = mel_band_mean(logmel, lambda s0, s1: x[s0:s1], n)
     torch.testing.assert_close(part, full[0, :, 40:90], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(band[0, :, 0], full[0].double().mean(-1).float(), atol=1e-4, rtol=1e-4)
+
+
+def test_npy_frames_reads_frames_without_loading_the_file(tmp_path):
+    from memorytalker.errors import MemoryTalkerError
+    from memorytalker.pipeline import NpyFrames
+
+    x = np.random.default_rng(0).normal(size=(7, 5, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+    frames = NpyFrames(tmp_path / "a.npy")
+    assert len(frames) == 7 and frames.shape == (7, 5, 3)
+    np.testing.assert_array_equal(frames[3], x[3])
+    np.testing.assert_array_equal(frames[-1], x[-1])
+    np.testing.assert_array_equal(frames[2:5], x[2:5])
+    with pytest.raises(IndexError):
+        frames[7]
+    frames.close()
+    np.save(tmp_path / "b.npy", x.astype(np.float64))
+    with pytest.raises(MemoryTalkerError, match="float32"):
+        NpyFrames(tmp_path / "b.npy")

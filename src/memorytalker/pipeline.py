@@ -116,30 +116,97 @@ def _save_npy(path: Path, vertices: np.ndarray) -> Path:
     return path
 
 
+class NpyFrames:
+    """Frames of a ``(T, V, 3)`` float32 ``.npy`` read one at a time from the file (``os.pread``, no memory
+    map: reading a long sequence through does not grow the process's resident memory).
+
+    Supports ``len()``, ``shape``, ``dtype``, ``frames[i]`` (``(V, 3)``) and ``frames[a:b]`` (``(n, V, 3)``).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read(fh)
+            self.offset = fh.tell()
+        if fortran or len(shape) != 3 or shape[2] != 3 or dtype != np.dtype("<f4"):
+            raise MemoryTalkerError(f"{self.path}: not a C-order (T, V, 3) float32 array ({shape}, {dtype})")
+        self.shape, self.dtype = tuple(int(x) for x in shape), np.dtype(np.float32)
+        self.frame_bytes = self.shape[1] * 3 * 4
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, a: int, b: int) -> np.ndarray:
+        data = os.pread(self._fd, (b - a) * self.frame_bytes, self.offset + a * self.frame_bytes)
+        return np.frombuffer(data, dtype="<f4").reshape(b - a, self.shape[1], 3)
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, slice):
+            a, b, step = index.indices(self.shape[0])
+            if step != 1:
+                raise IndexError("NpyFrames: only contiguous slices")
+            return self._read(a, max(a, b))
+        i = int(index)
+        if i < 0:
+            i += self.shape[0]
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"frame {index} out of range for {self.shape[0]} frames")
+        return self._read(i, i + 1)[0]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def _predict_to_npy(
-    animator: Any, wave: np.ndarray, template: np.ndarray, path: Path, num_v: int
-) -> np.ndarray:
-    """Decode ``wave`` window by window into ``path`` (a ``(T, V, 3)`` float32 ``.npy``, memory-mapped),
-    checking every window before it is written (NaN/Inf: :class:`MemoryTalkerError`, nothing left on disk).
-    Returns the finished file, memory-mapped read-only."""
+    animator: Any,
+    wave: np.ndarray,
+    template: np.ndarray,
+    path: Path,
+    num_v: int,
+    on_window: Callable[[int, np.ndarray], None] = lambda start, part: None,
+) -> int:
+    """Decode ``wave`` window by window, appending each window to ``path`` (a ``(T, V, 3)`` float32
+    ``.npy``) after checking it (NaN/Inf: :class:`MemoryTalkerError`, nothing left on disk) and passing it
+    to ``on_window(start, part)``. Written with plain file writes (no memory map), so resident memory stays
+    at one window whatever the length. Returns ``T``."""
     frames, windows = animator.windows(wave, template)
     if frames <= 0:
         raise MemoryTalkerError(
             f"the model gave {frames} frames for {wave.shape[0] / SAMPLE_RATE:.2f} s of audio"
         )
     tmp = path.with_name(f".{path.name}.partial")
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+              "shape": (frames, num_v, 3)}  # fmt: skip
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(frames, num_v, 3))
-        for start, part in windows:
-            check_vertices(part, num_v, first_frame=start, total=frames)
-            arr[start : start + part.shape[0]] = part
-        arr.flush()
-        del arr
+        with open(tmp, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            written = 0
+            for start, part in windows:
+                if start != written:
+                    raise MemoryTalkerError(f"windows out of order: frame {start} after {written} frames")
+                part = check_vertices(part, num_v, first_frame=start, total=frames)
+                fh.write(np.ascontiguousarray(part, dtype="<f4").tobytes())
+                on_window(start, part)
+                written += part.shape[0]
+            if written != frames:
+                raise MemoryTalkerError(f"the model gave {written} of {frames} frames")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return np.load(path, mmap_mode="r")
+    return frames
 
 
 def animate_to_files(
@@ -197,17 +264,29 @@ def animate_to_files(
         on_file(path)
 
     try:
+        face = getattr(animator, "face", None)
+        npy = out / f"{name}.npy"
         if hasattr(animator, "windows"):  # windows straight into the .npy on disk: memory flat in length
-            vertices = _predict_to_npy(animator, wave, tpl, out / f"{name}.npy", num_v)
-            done(out / f"{name}.npy")
+            arkit: list[np.ndarray] = []
+            solve = (
+                (lambda s, part: arkit.append(animator.arkit_solver.solve(part, tpl)))
+                if face
+                else (lambda s, p: None)
+            )
+            _predict_to_npy(animator, wave, tpl, npy, num_v, on_window=solve)
+            done(npy)
+            # the face's frames are read back one by one; other topologies' glTF needs the whole array
+            vertices = NpyFrames(npy) if face is not None else np.load(npy, mmap_mode="r")
+            if face is not None:
+                result.arkit = np.concatenate(arkit)
         else:
             vertices = check_vertices(animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), num_v)
-            done(_save_npy(out / f"{name}.npy", vertices))
+            done(_save_npy(npy, vertices))
+            if face is not None:
+                result.arkit = animator.arkit_solver.solve(vertices, tpl)
         result.frames = int(vertices.shape[0])
-        face = getattr(animator, "face", None)
         scene = None
         if face is not None:
-            result.arkit = animator.arkit_solver.solve(vertices, tpl)
             scene = FaceScene(face, vertices, result.arkit, face_neutral(face, tpl, animator.topology))
         if scene is not None and opts.csv:
             from memorytalker.face.livelink import write_live_link_csv
