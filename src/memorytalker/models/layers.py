@@ -150,6 +150,21 @@ class AlignedCrossAttention(nn.Module):
         return self.out_proj(out)
 
 
+def interpolation_positions(
+    t: torch.Tensor, in_lengths: torch.Tensor, out_lengths: torch.Tensor, num_in: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where :func:`interpolate_frames` reads output frames ``t`` ``(B, N)`` (float64 frame indices): the
+    input frames ``lo``, ``hi`` ``(B, N)`` (long, below ``num_in`` = the padded input length) and the weight
+    ``frac`` of ``hi`` (float64), for clips of ``in_lengths`` -> ``out_lengths`` ``(B,)`` frames."""
+    n_in = in_lengths.double().clamp(min=1)[:, None]
+    n_out = out_lengths.double()[:, None]
+    ratio = torch.where(n_out > 1, (n_in - 1) / (n_out - 1).clamp(min=1), torch.zeros_like(n_out))
+    pos = (t * ratio).clamp(max=n_in - 1)  # (B, N)
+    lo = pos.floor().long().clamp(0, max(num_in - 1, 0))
+    hi = (lo + 1).clamp(max=(n_in.long() - 1).clamp(min=0)).clamp(max=max(num_in - 1, 0))
+    return lo, hi, pos - lo.double()
+
+
 def interpolate_frames(
     x: torch.Tensor, in_lengths: torch.Tensor, out_lengths: torch.Tensor, out_max: int
 ) -> torch.Tensor:
@@ -167,13 +182,8 @@ def interpolate_frames(
     b, a, c = x.shape
     dev = x.device
     t = torch.arange(out_max, device=dev, dtype=torch.float64)[None, :]
-    n_in = in_lengths.to(dev).double().clamp(min=1)[:, None]
-    n_out = out_lengths.to(dev).double()[:, None]
-    ratio = torch.where(n_out > 1, (n_in - 1) / (n_out - 1).clamp(min=1), torch.zeros_like(n_out))
-    pos = (t * ratio).clamp(max=n_in - 1)  # (B, T)
-    lo = pos.floor().long().clamp(0, max(a - 1, 0))
-    hi = (lo + 1).clamp(max=(n_in.long() - 1).clamp(min=0)).clamp(max=max(a - 1, 0))
-    frac = (pos - lo.double()).to(x.dtype).unsqueeze(-1)
+    lo, hi, frac = interpolation_positions(t, in_lengths.to(dev), out_lengths.to(dev), a)
+    frac = frac.to(x.dtype).unsqueeze(-1)
     g_lo = torch.gather(x, 1, lo.unsqueeze(-1).expand(-1, -1, c))
     g_hi = torch.gather(x, 1, hi.unsqueeze(-1).expand(-1, -1, c))
     out = g_lo + (g_hi - g_lo) * frac

@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from memorytalker.data.audio import SAMPLE_RATE
-from memorytalker.models.layers import conv_out_lengths
+from memorytalker.models.layers import conv_out_lengths, interpolation_positions
 
 if TYPE_CHECKING:
     from memorytalker.models.backbones.compact import CompactEncoder
@@ -54,8 +53,6 @@ MEL_CHUNK_FRAMES = 6000
 #: Epsilon of :func:`memorytalker.models.mel.normalize_waveform` and of ``masked_mean_std``.
 WAVE_EPS = 1e-7
 STD_EPS = 1e-5
-
-Source = "callable (s0, s1) -> (s1 - s0,) float32 samples"
 
 
 @contextmanager
@@ -185,15 +182,11 @@ class _CompactText:
 
     def positions(self, h0: int, h1: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``interpolate_frames``' ``(lo, hi, frac)`` for text frames ``[h0, h1)`` of the whole clip."""
-        a = self.num_50hz
         t = torch.arange(h0, h1, dtype=torch.float64)[None, :]
-        n_in = torch.tensor([[float(max(a, 1))]], dtype=torch.float64)
-        n_out = torch.tensor([[float(self.num_text)]], dtype=torch.float64)
-        ratio = torch.where(n_out > 1, (n_in - 1) / (n_out - 1).clamp(min=1), torch.zeros_like(n_out))
-        pos = (t * ratio).clamp(max=n_in - 1)
-        lo = pos.floor().long().clamp(0, max(a - 1, 0))
-        hi = (lo + 1).clamp(max=(n_in.long() - 1).clamp(min=0)).clamp(max=max(a - 1, 0))
-        return lo[0], hi[0], (pos - lo.double())[0]
+        lo, hi, frac = interpolation_positions(
+            t, torch.tensor([self.num_50hz]), torch.tensor([self.num_text]), self.num_50hz
+        )
+        return lo[0], hi[0], frac[0]
 
     def logits(self, g0: int, g1: int) -> torch.Tensor:
         """``(1, g1 - g0, M)`` logits of text frames ``[g0, g1)``."""
@@ -330,5 +323,4 @@ __all__ = [
     "style_logits",
     "waveform_stats",
     "window_frames_for",
-    "SAMPLE_RATE",
 ]
