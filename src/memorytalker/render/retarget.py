@@ -36,12 +36,7 @@ import numpy as np
 
 from memorytalker.face.arkit import ARKIT_NAMES
 from memorytalker.render.errors import ExportError
-from memorytalker.render.export import write_glb
-
-_GLB_MAGIC = 0x46546C67
-_CHUNK_JSON = 0x4E4F534A
-_CHUNK_BIN = 0x004E4942
-_FLOAT = 5126
+from memorytalker.render.export import _CHUNK_BIN, _CHUNK_JSON, _FLOAT, _GLB_MAGIC, _Bin, write_glb
 
 
 class RetargetError(ExportError):
@@ -218,24 +213,13 @@ def retarget_glb(
         )
     if not buffers:
         buffers.append({"byteLength": 0})
-    data = bytearray(binary[: buffers[0].get("byteLength", len(binary))])
-    views, accessors = gltf.setdefault("bufferViews", []), gltf.setdefault("accessors", [])
+    # the avatar's binary chunk, buffer views and accessors, extended in place by the animation's data
+    b = _Bin()
+    b.data = bytearray(binary[: buffers[0].get("byteLength", len(binary))])
+    b.views, b.accessors = gltf.setdefault("bufferViews", []), gltf.setdefault("accessors", [])
 
     def add(array: np.ndarray, minmax: bool = False) -> int:
-        arr = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
-        data.extend(b"\x00" * (-len(data) % 4))
-        views.append({"buffer": 0, "byteOffset": len(data), "byteLength": arr.nbytes})
-        data.extend(arr.tobytes())
-        acc = {
-            "bufferView": len(views) - 1,
-            "componentType": _FLOAT,
-            "count": int(arr.size),
-            "type": "SCALAR",
-        }
-        if minmax:
-            acc["min"], acc["max"] = [float(arr.min())], [float(arr.max())]
-        accessors.append(acc)
-        return len(accessors) - 1
+        return b.add(np.asarray(array, dtype=np.float32).reshape(-1), "SCALAR", _FLOAT, minmax=minmax)
 
     t = w.shape[0]
     times = np.arange(t, dtype=np.float64) / float(fps)
@@ -251,6 +235,7 @@ def retarget_glb(
             outputs[m] = len(samplers) - 1
         channels.append({"sampler": outputs[m], "target": {"node": node, "path": "weights"}})
     gltf.setdefault("animations", []).append({"name": name, "channels": channels, "samplers": samplers})
+    data = b.data
     data.extend(b"\x00" * (-len(data) % 4))
     buffers[0]["byteLength"] = len(data)
     extras = gltf.setdefault("asset", {"version": "2.0"}).setdefault("extras", {})

@@ -229,16 +229,21 @@ def _add_job_routes(app: Any, settings: ServeSettings, jobs: JobManager) -> None
 
     from memorytalker.data.audio import SAMPLE_RATE
 
-    async def read_upload(request: Request) -> tuple[bytes, str]:
+    def require_form(request: Request, what: str, field: str) -> None:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise UploadError(f"send the {what} as a multipart form with a file field {field!r}", 400)
+
+    async def read_upload(request: Request, field: str, missing: str, max_fields: int) -> tuple[bytes, str]:
+        """The file in form field ``field`` (streamed within the size and time limits) and its base name."""
         streamed = StarletteRequest(request.scope, limited_receive(request, settings))
         try:
-            form = await streamed.form(max_files=1, max_fields=8)
+            form = await streamed.form(max_files=1, max_fields=max_fields)
         except MultiPartException as exc:
             raise UploadError(f"the upload is not a valid form: {exc.message}", 400) from None
         try:
-            upload = form.get(UPLOAD_FIELD)
+            upload = form.get(field)
             if upload is None or isinstance(upload, str):
-                raise UploadError(f"no file in the upload: the form needs a file field {UPLOAD_FIELD!r}", 400)
+                raise UploadError(missing, 400)
             filename = Path(upload.filename or "recording").name[:120] or "recording"
             return await upload.read(), filename
         finally:
@@ -246,11 +251,14 @@ def _add_job_routes(app: Any, settings: ServeSettings, jobs: JobManager) -> None
 
     @app.post(API_JOBS, status_code=202)
     async def create_job(request: Request) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise UploadError(f"send the audio as a multipart form with a file field {UPLOAD_FIELD!r}", 400)
+        require_form(request, "audio", UPLOAD_FIELD)
         with jobs.reserve() as place:  # 503 before anything is read when the queue is full
-            data, filename = await read_upload(request)
+            data, filename = await read_upload(
+                request,
+                UPLOAD_FIELD,
+                f"no file in the upload: the form needs a file field {UPLOAD_FIELD!r}",
+                8,
+            )
             audio = await run_in_threadpool(check_upload, data, filename, settings, SAMPLE_RATE)
             del data
             job = jobs.submit(audio, filename, place)
@@ -261,21 +269,10 @@ def _add_job_routes(app: Any, settings: ServeSettings, jobs: JobManager) -> None
     @app.post(API_JOBS + "/{job_id}/retarget")
     async def retarget(job_id: str, request: Request) -> dict:
         """The job's ARKit track played on an uploaded avatar (.glb, form field ``avatar``)."""
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise UploadError("send the avatar as a multipart form with a file field 'avatar'", 400)
-        streamed = StarletteRequest(request.scope, limited_receive(request, settings))
-        try:
-            form = await streamed.form(max_files=1, max_fields=4)
-        except MultiPartException as exc:
-            raise UploadError(f"the upload is not a valid form: {exc.message}", 400) from None
-        try:
-            upload = form.get("avatar")
-            if upload is None or isinstance(upload, str):
-                raise UploadError("no avatar in the upload: the form needs a file field 'avatar' (.glb)", 400)
-            data = await upload.read()
-        finally:
-            await form.close()
+        require_form(request, "avatar", "avatar")
+        data, _ = await read_upload(
+            request, "avatar", "no avatar in the upload: the form needs a file field 'avatar' (.glb)", 4
+        )
         report = await run_in_threadpool(jobs.retarget, job_id, data)
         return {"url": f"{API_JOBS}/{job_id}/files/avatar.glb", **report}
 
