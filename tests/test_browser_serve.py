@@ -87,6 +87,13 @@ def canvas_pixels(pg) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)
 
 
+def influences_at(pg, seconds: float) -> list[float]:
+    """The viewer's morph weights once the audio clock is set to ``seconds`` (the animation follows it)."""
+    pg.evaluate(f"document.getElementById('audio').currentTime = {seconds}")
+    pg.wait_for_function(f"Math.abs(window.memorytalker.viewer.animationTime - {seconds}) < 0.02")
+    return pg.evaluate("window.memorytalker.viewer.influences()")
+
+
 def wait_finished(pg) -> str:
     pg.wait_for_function(
         "['done', 'error'].includes(document.body.dataset.state)", timeout=JOB_TIMEOUT_MS, polling=200
@@ -117,12 +124,7 @@ def test_upload_shows_the_animated_face_and_plays_the_video(page, tmp_path):
     assert pixels.std() > 5 and 0.05 < covered < 0.98, (pixels.std(), covered)
 
     page.evaluate("document.getElementById('audio').pause()")
-    page.evaluate("document.getElementById('audio').currentTime = 0.3")
-    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 0.3) < 0.02")
-    first = page.evaluate("window.memorytalker.viewer.influences()")
-    page.evaluate("document.getElementById('audio').currentTime = 1.5")
-    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 1.5) < 0.02")
-    second = page.evaluate("window.memorytalker.viewer.influences()")
+    first, second = influences_at(page, 0.3), influences_at(page, 1.5)
     assert len(first) == len(second) > 0 and np.abs(np.subtract(first, second)).max() > 0
 
     page.evaluate("document.getElementById('audio').currentTime = 0; document.getElementById('audio').play()")
@@ -207,12 +209,7 @@ def test_face_offers_the_csv_and_plays_on_an_uploaded_avatar(face_page, tmp_path
     assert page.evaluate("window.memorytalker.viewer.clip.name") == "speech"  # not the avatar's 'idle'
     assert page.get_attribute("#download-avatar", "href").endswith("/files/avatar.glb")
     page.evaluate("document.getElementById('audio').pause()")
-    page.evaluate("document.getElementById('audio').currentTime = 0.2")
-    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 0.2) < 0.02")
-    first = page.evaluate("window.memorytalker.viewer.influences()")
-    page.evaluate("document.getElementById('audio').currentTime = 1.0")
-    page.wait_for_function("Math.abs(window.memorytalker.viewer.animationTime - 1.0) < 0.02")
-    second = page.evaluate("window.memorytalker.viewer.influences()")
+    first, second = influences_at(page, 0.2), influences_at(page, 1.0)
     assert len(first) == len(second) == 6 and np.abs(np.subtract(first, second)).max() > 0
 
     plain = tmp_path / "plain.glb"

@@ -70,8 +70,8 @@ def format_timecode(frame: int, fps: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}:{ff:02d}.{min(999, round(frac * 1000)):03d}"
 
 
-def parse_timecode(text: str, fps: float) -> float:
-    """Seconds of a ``HH:MM:SS:FF[.fff]`` timecode at frame rate ``fps``.
+def _split_timecode(text: str) -> tuple[int, int, float]:
+    """``(whole seconds, frame within the second, sub-frame fraction)`` of ``HH:MM:SS:FF[.fff]``.
 
     Raises:
         ValueError: not a timecode.
@@ -81,7 +81,17 @@ def parse_timecode(text: str, fps: float) -> float:
         raise ValueError(f"{text!r} is not a HH:MM:SS:FF.fff timecode")
     h, m, s, ff = (int(g) for g in match.groups()[:4])
     frac = float("0." + match.group(5)) if match.group(5) else 0.0
-    return h * 3600 + m * 60 + s + (ff + frac) / max(1, round(fps))
+    return h * 3600 + m * 60 + s, ff, frac
+
+
+def parse_timecode(text: str, fps: float) -> float:
+    """Seconds of a ``HH:MM:SS:FF[.fff]`` timecode at frame rate ``fps``.
+
+    Raises:
+        ValueError: not a timecode.
+    """
+    seconds, ff, frac = _split_timecode(text)
+    return seconds + (ff + frac) / max(1, round(fps))
 
 
 def write_live_link_csv(
@@ -134,13 +144,10 @@ def _fps_from_timecodes(path: Path, codes: list[str]) -> float:
     second, so a take that crosses a second boundary shows it; the rows must then be one frame apart."""
     parsed = []
     for row, text in enumerate(codes, start=2):
-        match = _TIMECODE.match(text.strip())
-        if match is None:
-            raise LiveLinkError(
-                f"{path}: row {row}, column Timecode: {text!r} is not a HH:MM:SS:FF.fff timecode"
-            )
-        h, m, s, ff = (int(g) for g in match.groups()[:4])
-        parsed.append((h * 3600 + m * 60 + s, ff))
+        try:
+            parsed.append(_split_timecode(text))
+        except ValueError as exc:
+            raise LiveLinkError(f"{path}: row {row}, column Timecode: {exc}") from None
     seconds = {p[0] for p in parsed}
     if len(seconds) < 2:
         raise LiveLinkError(
@@ -153,7 +160,7 @@ def _fps_from_timecodes(path: Path, codes: list[str]) -> float:
             f"{path}: the timecodes count {sorted(tops)} frames in different seconds; pass fps"
         )
     fps = float(tops.pop())
-    steps = np.diff([parse_timecode(c, fps) for c in codes]) * fps
+    steps = np.diff([s + (ff + frac) / fps for s, ff, frac in parsed]) * fps
     if not np.all(np.abs(steps - 1.0) < 0.05):
         row = int(np.argmax(np.abs(steps - 1.0))) + 3
         raise LiveLinkError(
