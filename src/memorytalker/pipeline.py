@@ -268,16 +268,17 @@ def animate_to_files(
         npy = out / f"{name}.npy"
         if hasattr(animator, "windows"):  # windows straight into the .npy on disk: memory flat in length
             arkit: list[np.ndarray] = []
-            solve = (
-                (lambda s, part: arkit.append(animator.arkit_solver.solve(part, tpl)))
-                if face
-                else (lambda s, p: None)
-            )
+
+            def solve(start: int, part: np.ndarray) -> None:  # the face's ARKit weights, window by window
+                if face is not None:
+                    arkit.append(animator.arkit_solver.solve(part, tpl))
+
             _predict_to_npy(animator, wave, tpl, npy, num_v, on_window=solve)
             done(npy)
-            # the face's frames are read back one by one; other topologies' glTF needs the whole array
-            vertices = NpyFrames(npy) if face is not None else np.load(npy, mmap_mode="r")
-            if face is not None:
+            if face is None:
+                vertices = np.load(npy, mmap_mode="r")  # other topologies' glTF needs the whole array
+            else:
+                vertices = NpyFrames(npy)  # the face's frames, read back one by one
                 result.arkit = np.concatenate(arkit)
         else:
             vertices = check_vertices(animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), num_v)
