@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -203,6 +204,28 @@ def test_vertex_errors_reject_mismatched_shapes():
         )
 
 
+def test_inner_lip_pairs_cover_every_central_vertex_of_both_contours():
+    """A vertex left out of every pair is free of the gap term; on the ICT face one-sided pairing left 5 of
+    the 14 central lower inner-lip vertices out, and the trained model drew the lower lip jagged."""
+    from memorytalker.face import FaceModel
+    from memorytalker.topology.lips import inner_lip_pairs
+
+    topo = FaceModel.load().topology
+    inner, w = topo.inner_lips, topo.axes.width
+    up, lo = inner_lip_pairs(topo, central=0.6)
+    xu, xl = topo.vertices[inner.upper, w], topo.vertices[inner.lower, w]
+    lo_x, hi_x = min(xu.min(), xl.min()), max(xu.max(), xl.max())
+    centre, half = 0.5 * (lo_x + hi_x), 0.3 * (hi_x - lo_x)
+    assert set(inner.upper[np.abs(xu - centre) <= half]) == set(up)
+    assert set(inner.lower[np.abs(xl - centre) <= half]) == set(lo)
+    assert len(set(zip(up, lo))) == up.size  # no pair twice
+    # each pair faces across the mouth: the partner is the nearest one on the other contour
+    for u, v in zip(up, lo):
+        x_u, x_v = topo.vertices[u, w], topo.vertices[v, w]
+        d = abs(x_u - x_v)
+        assert d <= np.abs(xl - x_u).min() + 1e-12 or d <= np.abs(xu - x_v).min() + 1e-12
+
+
 def test_lip_gap_loss_against_a_naive_loop_with_closed_frames_weighted():
     from memorytalker.face import FaceModel
     from memorytalker.topology.lips import inner_lip_gap, inner_lip_pairs
@@ -244,3 +267,50 @@ def test_lip_gap_loss_against_a_naive_loop_with_closed_frames_weighted():
     assert terms["gap"].item() == pytest.approx(num / den, rel=1e-5)
     with pytest.raises(ConfigError, match="gap"):
         compute_losses(_out(pred, mask), batch, weights, None, unit)
+
+
+def test_lip_laplacian_loss_against_a_naive_loop():
+    """The uniform Laplacian of the lips region (neighbours = vertices sharing an edge, in the region or
+    not) of pred - target, squared, averaged over valid frames, lip vertices and axes, in the unit."""
+
+    topo = tiny_topology()  # lips = [8, 9, 10, 11]; faces (i, i+1, i+2)
+    g = torch.Generator().manual_seed(5)
+    pred, gt = torch.randn(2, 3, 12, 3, generator=g), torch.randn(2, 3, 12, 3, generator=g)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    unit = 0.5
+    got = losses.lip_laplacian_loss(pred, gt, mask, topo, unit)
+    nbrs = {i: set() for i in range(12)}
+    for f in topo.faces:
+        for a in f:
+            nbrs[int(a)] |= {int(b) for b in f if b != a}
+    vals = []
+    for b in range(2):
+        for t in range(3):
+            if not mask[b, t]:
+                continue
+            d = (pred[b, t] - gt[b, t]).double()
+            lap = [d[i] - sum(d[j] for j in nbrs[i]) / len(nbrs[i]) for i in (8, 9, 10, 11)]
+            vals.append(float(torch.stack(lap).square().mean()))
+    assert got.item() == pytest.approx(np.mean(vals) / unit**2, rel=1e-5)
+    # a rigid translation of the lips with their neighbours costs nothing; a spike of one vertex does
+    moved = gt + torch.tensor([0.1, -0.2, 0.3])
+    assert losses.lip_laplacian_loss(moved, gt, mask, topo).item() == pytest.approx(0.0, abs=1e-10)
+    spiked = gt.clone()
+    spiked[:, :, 9, 1] += 1.0
+    assert losses.lip_laplacian_loss(spiked, gt, mask, topo).item() > 0.1
+    w = losses.LossWeights(mse=0, velocity=0, teacher_mse=0, teacher_velocity=0, mem=0, align=0, ctc=0)
+    w.laplacian = 2.0
+    out = types.SimpleNamespace(
+        vertices=pred,
+        frame_mask=mask,
+        teacher_vertices=None,
+        value_read=None,
+        value_address=None,
+        ctc_logits=None,
+    )
+    terms = losses.compute_losses(out, types.SimpleNamespace(vertices=gt), w, topo, unit)
+    assert terms["laplacian"].item() == pytest.approx(got.item()) and terms["total"].item() == pytest.approx(
+        2 * got.item()
+    )
+    with pytest.raises(ConfigError, match="laplacian"):
+        losses.compute_losses(out, types.SimpleNamespace(vertices=gt), w, None, unit)

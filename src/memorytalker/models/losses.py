@@ -15,6 +15,11 @@ Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
   ``1 + gap_closed_weight`` on frames where the ground truth is closed (its midline gap below
   ``gap_closed_below`` motion units): a closure the prediction misses costs as much as its
   ``gap_closed_weight + 1`` open frames, where the vertex MSE lets the model hedge (docs/RESULTS.md).
+* ``laplacian``: squared error of the uniform mesh Laplacian ``x_i - mean_{j in N(i)} x_j`` of the lips
+  region's vertices (their shape relative to their mesh neighbours), over valid frames, in the motion unit.
+  The ``gap`` term moves the inner-contour vertices alone, and without this term they rise or drop apart
+  from the rest of the lip: a model trained with ``gap`` only drew the open lower lip jagged, with its
+  contour vertices 5.5 mm too high where their neighbours were 2 mm off (docs/RESULTS.md).
 * ``style``: triplet margin loss on ``g(f_s)`` of anchor / positive / negative (eq. 13).
 * ``ctc``: CTC loss of the backbone logits on the phoneme targets (clips with labels only; per-clip loss
   divided by target length, averaged).
@@ -37,7 +42,19 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 from memorytalker.topology import FaceTopology
 
-TERMS = ("mse", "velocity", "teacher_mse", "teacher_velocity", "mem", "align", "lip", "gap", "style", "ctc")
+TERMS = (
+    "mse",
+    "velocity",
+    "teacher_mse",
+    "teacher_velocity",
+    "mem",
+    "align",
+    "lip",
+    "gap",
+    "laplacian",
+    "style",
+    "ctc",
+)
 
 
 @dataclass
@@ -52,6 +69,7 @@ class LossWeights:
     align: float = 0.01
     lip: float = 0.0
     gap: float = 0.0
+    laplacian: float = 0.0
     style: float = 0.0
     ctc: float = 1.0
     triplet_margin: float = 1.0
@@ -255,6 +273,53 @@ def lip_gap_loss(
     return (err * w).sum() / w.sum().clamp(min=1e-12)
 
 
+def laplacian_operator(
+    topology: FaceTopology, region: str = "lips"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The uniform Laplacian of ``region``'s vertices as padded neighbour lists: ``(rows (R,), neighbours
+    (R, K), weights (R, K))`` int64/int64/float32, ``L(x)_r = x[rows_r] - sum_k weights_rk x[neighbours_rk]``
+    (weights ``1 / degree``, 0 on padding, which points at the vertex itself). Neighbours are the vertices
+    sharing a mesh edge, inside the region or not."""
+    rows = np.asarray(topology.region(region), dtype=np.int64)
+    faces = np.asarray(topology.faces, dtype=np.int64)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    both = np.concatenate([edges, edges[:, ::-1]])
+    both = both[np.isin(both[:, 0], rows)]
+    order = np.argsort(both[:, 0], kind="stable")
+    both = both[order]
+    starts = np.searchsorted(both[:, 0], rows)
+    ends = np.searchsorted(both[:, 0], rows, side="right")
+    degree = ends - starts
+    if (degree == 0).any():
+        raise ConfigError(f"region {region!r} has vertices on no mesh edge: {rows[degree == 0][:8].tolist()}")
+    k = int(degree.max())
+    nbr = np.repeat(rows[:, None], k, axis=1)
+    w = np.zeros((rows.size, k), dtype=np.float32)
+    for r, (a, b) in enumerate(zip(starts, ends)):
+        nbr[r, : b - a] = both[a:b, 1]
+        w[r, : b - a] = 1.0 / (b - a)
+    return rows, nbr, w
+
+
+_LAPLACIANS: dict[int, tuple[FaceTopology, tuple[torch.Tensor, ...]]] = {}
+
+
+def lip_laplacian_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, topology: FaceTopology, unit=1.0
+) -> torch.Tensor:
+    """The ``laplacian`` term (module docstring) of ``(B, T, V, 3)`` vertices: mean over valid frames, lip
+    vertices and axes of ``|L(pred - target)|^2 / unit^2`` (the Laplacian is linear)."""
+    cached = _LAPLACIANS.get(id(topology))
+    if cached is None or cached[0] is not topology:
+        cached = (topology, tuple(torch.tensor(a) for a in laplacian_operator(topology)))
+        _LAPLACIANS[id(topology)] = cached
+    rows, nbr, w = (a.to(pred.device) for a in cached[1])
+    diff = (pred - target.to(pred.dtype)).float()
+    lap = diff[:, :, rows] - (diff[:, :, nbr] * w[None, None, :, :, None]).sum(3)  # (B, T, R, 3)
+    return _masked_frame_mean(lap.square().mean((-2, -1)), mask) / (unit * unit)
+
+
 def compute_losses(
     output: Any,
     batch: Any,
@@ -269,7 +334,8 @@ def compute_losses(
         batch: the batch it came from (``vertices``, ``frame_mask``; ``phoneme_targets`` /
             ``phoneme_lengths`` for CTC).
         weights: :class:`LossWeights`.
-        topology: needed for ``lip`` (its ``lips`` region) and ``gap`` (its inner-lip contours).
+        topology: needed for ``lip`` (its ``lips`` region), ``gap`` (its inner-lip contours) and
+            ``laplacian`` (its lips region and faces).
         unit: the motion unit (the model's ``motion_scale``, data units): the vertex terms (``mse``,
             ``velocity``, ``teacher_*``, ``lip``) are measured in it, i.e. divided by ``unit**2``. Raw
             squared errors in metres are ~1e-7, so their gradients fall below Adam's epsilon (1e-8) for the
@@ -318,6 +384,10 @@ def compute_losses(
         terms["gap"] = lip_gap_loss(
             output.vertices, target, mask, topology, unit, weights.gap_closed_weight, weights.gap_closed_below
         )
+    if weights.laplacian > 0:
+        if topology is None:
+            raise ConfigError("loss.laplacian > 0 needs the face topology (its lips region and faces)")
+        terms["laplacian"] = lip_laplacian_loss(output.vertices, target, mask, topology, unit)
     if weights.style > 0:
         if output.style_positive is None or output.style_negative is None or output.style_anchor is None:
             raise ConfigError(

@@ -224,21 +224,29 @@ def inner_lips(topology: FaceTopology) -> InnerLips:
 
 
 def inner_lip_pairs(topology: FaceTopology, central: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
-    """``(upper (P,), lower (P,))`` int64 vertex pairs facing each other across the mouth: every upper
-    inner-lip vertex within the ``central`` fraction of the mouth width, with the lower inner-lip vertex
-    nearest to it along the width axis (the corners, where the lips always meet, are left out). The
-    signed gap of pair ``j`` is ``up_sign * (v[upper_j] - v[lower_j])[up]``, as :func:`inner_lip_gap`'s."""
+    """``(upper (P,), lower (P,))`` int64 vertex pairs facing each other across the mouth, covering both
+    contours: every upper inner-lip vertex within the ``central`` fraction of the mouth width with the
+    lower inner-lip vertex nearest to it along the width axis, and every central lower vertex with its
+    nearest upper one (duplicates once; the corners, where the lips always meet, are left out). Pairing
+    from one side only leaves the other contour's in-between vertices out of any gap term, and a model
+    trained on it draws that lip jagged (docs/RESULTS.md). The signed gap of pair ``j`` is
+    ``up_sign * (v[upper_j] - v[lower_j])[up]``, as :func:`inner_lip_gap`'s."""
     inner = topology.inner_lips
     axes = topology.axes
     ref = np.asarray(topology.vertices, dtype=np.float64)
     xu, xl = ref[inner.upper, axes.width], ref[inner.lower, axes.width]
     lo, hi = min(xu.min(), xl.min()), max(xu.max(), xl.max())
     centre, half = 0.5 * (lo + hi), 0.5 * central * (hi - lo)
-    keep = np.flatnonzero(np.abs(xu - centre) <= half)
-    if keep.size == 0:
-        keep = np.array([int(np.argmin(np.abs(xu - centre)))])
-    lower = inner.lower[np.argmin(np.abs(xu[keep, None] - xl[None, :]), axis=1)]
-    return np.asarray(inner.upper[keep], dtype=np.int64), np.asarray(lower, dtype=np.int64)
+    pairs: dict[tuple[int, int], None] = {}
+    keep_u = np.flatnonzero(np.abs(xu - centre) <= half)
+    if keep_u.size == 0:
+        keep_u = np.array([int(np.argmin(np.abs(xu - centre)))])
+    for i in keep_u:
+        pairs[(int(inner.upper[i]), int(inner.lower[np.argmin(np.abs(xl - xu[i]))]))] = None
+    for j in np.flatnonzero(np.abs(xl - centre) <= half):
+        pairs[(int(inner.upper[np.argmin(np.abs(xu - xl[j]))]), int(inner.lower[j]))] = None
+    up, down = zip(*pairs)
+    return np.asarray(up, dtype=np.int64), np.asarray(down, dtype=np.int64)
 
 
 def _frames(vertices: np.ndarray, topology: FaceTopology, what: str) -> np.ndarray:
