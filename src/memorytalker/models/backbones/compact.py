@@ -39,14 +39,45 @@ class EncoderLayer(nn.Module):
         return x * valid.unsqueeze(-1).to(x.dtype)
 
 
-class CompactEncoder(TextBackbone):
+class LocalCTCHead(TextBackbone):
+    """Base of backbones that end in the compact encoder's head: a depthwise positional convolution,
+    ``cfg.layers`` local-attention layers (``+-cfg.window`` text frames) and a CTC head over the phoneme
+    vocabulary, on ``cfg.width`` features at the text rate (:meth:`encode`). The attribute names
+    (``pos_conv``, ``layers``, ``final_norm``, ``ctc_head``) are the checkpoint keys."""
+
+    def _build_head(self, cfg: BackboneConfig) -> None:
+        k = cfg.conv_kernel
+        self.vocab_size = int(cfg.vocab_size)
+        self.blank_id = 0
+        self.pos_conv = MaskedConv1d(cfg.width, cfg.width, k, padding=k // 2, groups=cfg.width)
+        self.layers = nn.ModuleList(
+            [EncoderLayer(cfg.width, cfg.heads, cfg.ffn, cfg.window, cfg.dropout) for _ in range(cfg.layers)]
+        )
+        self.final_norm = nn.LayerNorm(cfg.width)
+        self.ctc_head = nn.Linear(cfg.width, self.vocab_size)
+
+    def encode(self, x: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Features at the text rate ``(B, T, D)`` -> CTC logits ``(B, T, 40)`` (positional convolution,
+        local-attention layers, CTC head; zero past ``frame_lengths``)."""
+        valid = lengths_to_mask(frame_lengths.to(x.device), num_frames)
+        pos, _ = self.pos_conv(x.transpose(1, 2), frame_lengths.to(x.device))
+        x = (x + F.gelu(pos.transpose(1, 2))) * valid.unsqueeze(-1).to(x.dtype)
+        for layer in self.layers:
+            x = layer(x, valid)
+        logits = self.ctc_head(self.final_norm(x))
+        return logits * valid.unsqueeze(-1).to(logits.dtype)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The positional convolution, local-attention layers and final norm (not the CTC head)."""
+        return [*self.pos_conv.parameters(), *self.layers.parameters(), *self.final_norm.parameters()]
+
+
+class CompactEncoder(LocalCTCHead):
     """Compact CTC encoder (a few million parameters at the default size)."""
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.vocab_size = int(cfg.vocab_size)
-        self.blank_id = 0
         self.chunk_samples = None
         self.mel = LogMel(SAMPLE_RATE, cfg.n_fft, cfg.hop_length, cfg.n_mels)
         k = cfg.conv_kernel
@@ -55,12 +86,7 @@ class CompactEncoder(TextBackbone):
             + [MaskedConv1d(cfg.width, cfg.width, k, padding=k // 2) for _ in range(cfg.conv_layers - 1)]
         )
         self.conv_norm = nn.LayerNorm(cfg.width)
-        self.pos_conv = MaskedConv1d(cfg.width, cfg.width, k, padding=k // 2, groups=cfg.width)
-        self.layers = nn.ModuleList(
-            [EncoderLayer(cfg.width, cfg.heads, cfg.ffn, cfg.window, cfg.dropout) for _ in range(cfg.layers)]
-        )
-        self.final_norm = nn.LayerNorm(cfg.width)
-        self.ctc_head = nn.Linear(cfg.width, self.vocab_size)
+        self._build_head(cfg)
 
     def forward(
         self, audio: torch.Tensor, audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int
@@ -85,18 +111,10 @@ class CompactEncoder(TextBackbone):
             x = y if i == 0 else x + y
         return self.conv_norm(x.transpose(1, 2)), lengths
 
-    def encode(self, x: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Features at the text rate ``(B, T, D)`` -> CTC logits ``(B, T, 40)`` (positional convolution,
-        local-attention layers, CTC head; zero past ``frame_lengths``)."""
-        valid = lengths_to_mask(frame_lengths.to(x.device), num_frames)
-        pos, _ = self.pos_conv(x.transpose(1, 2), frame_lengths.to(x.device))
-        x = (x + F.gelu(pos.transpose(1, 2))) * valid.unsqueeze(-1).to(x.dtype)
-        for layer in self.layers:
-            x = layer(x, valid)
-        logits = self.ctc_head(self.final_norm(x))
-        return logits * valid.unsqueeze(-1).to(logits.dtype)
-
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         frontend = [*self.convs.parameters(), *self.conv_norm.parameters()]
-        asr = [*self.pos_conv.parameters(), *self.layers.parameters(), *self.final_norm.parameters()]
-        return {"asr_frontend": frontend, "asr": asr, "ctc_head": list(self.ctc_head.parameters())}
+        return {
+            "asr_frontend": frontend,
+            "asr": self.head_parameters(),
+            "ctc_head": list(self.ctc_head.parameters()),
+        }
