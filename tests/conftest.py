@@ -4,6 +4,7 @@
 * ``fake_vocaset_raw``: a small distribution in the exact raw VOCASET layout (Python-2-protocol pickles
   read with latin1, a memory-mappable ``data_verts.npy``, real subject names so standard splits apply).
 * ``make_dataset``: builds a tiny processed dataset (docs/LAYOUT.md) with a few vertices per frame.
+* ``hf_offline``: the Hugging Face libraries told not to reach the hub (tests load models from folders).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ import soundfile as sf
 import yaml
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def hf_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 def shared_file(*parts: str) -> Path:

@@ -15,6 +15,7 @@ from memorytalker.models.losses import LossWeights, compute_losses
 from memorytalker.models.memorytalker import MemoryTalker
 
 transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("hf_offline")
 
 TINY = dict(
     vocab_size=32,
@@ -28,12 +29,6 @@ TINY = dict(
     mask_time_prob=0.05,
     mask_time_length=2,
 )
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module", params=["wav2vec2", "hubert"])

@@ -18,6 +18,7 @@ from memorytalker.models.losses import LossWeights, compute_losses
 from memorytalker.models.memorytalker import MemoryTalker
 
 transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("hf_offline")
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperModel  # noqa: E402
 
 TINY = dict(
@@ -37,12 +38,6 @@ TINY = dict(
     eos_token_id=2,
     decoder_start_token_id=1,
 )
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +111,6 @@ def test_full_whisper_model_folder_and_forward_training(tmp_path):
     groups = model.parameter_groups()
     ids = [id(p) for ps in groups.values() for p in ps]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())  # every parameter in one group
-    assert model.backbone.frozen_state_prefixes()[-1] == "whisper.layers.1."
 
 
 def test_padded_batch_equals_unbatched(whisper_dir):

