@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from memorytalker.data.audio import SAMPLE_RATE
+from memorytalker.data.augment import AugmentConfig, Augmenter
 from memorytalker.data.layout import ClipRecord, DatasetIndex
 from memorytalker.data.phonemes import SILENCE, normalize_phone, phones_to_ids
 from memorytalker.errors import DatasetError
@@ -23,6 +24,8 @@ from memorytalker.errors import DatasetError
 UNKNOWN_PHONEME = -1
 #: ``frame_phonemes`` value for silence (the CTC blank index, 0).
 SILENCE_ID = 0
+#: Seed-sequence tag of the augmentation draws (independent of the crop and triplet draws of one item).
+_AUGMENT_STREAM = 7
 
 
 @dataclass
@@ -206,8 +209,11 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
             negative audio (a clip of another subject), drawn deterministically from ``(seed, epoch, i)``.
         max_seconds: crop longer clips to a window of this length (start drawn from ``(seed, epoch, i)``;
             audio, vertices and frame phonemes are cropped together). None keeps whole clips.
-        seed: base seed for triplet sampling and cropping; call :meth:`set_epoch` each epoch.
+        seed: base seed for triplet sampling, cropping and augmentation; call :meth:`set_epoch` each epoch.
         subjects: subject-id vocabulary; defaults to the dataset's sorted training subjects.
+        augment: put every audio of an item (and its triplet audio) through this chain of recording
+            conditions (:mod:`memorytalker.data.augment`), drawn from ``(seed, epoch, index)``; None or
+            ``enabled: false`` = the audio as stored. Vertices and phone timings are never changed.
     """
 
     def __init__(
@@ -219,8 +225,10 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         max_seconds: float | None = None,
         seed: int = 0,
         subjects: Sequence[str] | None = None,
+        augment: AugmentConfig | None = None,
     ) -> None:
         self.index = index
+        self.augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
         self.split = split
         self.records: list[ClipRecord] = index.clips(split)
         self.cache = cache
@@ -291,6 +299,8 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         phones = [p["phone"] for p in alignment["phonemes"]] if alignment else []
         if self.max_seconds is not None:
             audio, vertices, frames, phones = self._crop(audio, vertices, frames, alignment, rng)
+        aug_rng = np.random.default_rng([self.seed, self.epoch, i, _AUGMENT_STREAM])
+        audio = self._augment(audio, aug_rng)
         try:
             phoneme_ids = torch.tensor(phones_to_ids(phones), dtype=torch.long)
         except ValueError as exc:
@@ -311,9 +321,21 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
             others = [j for s, idx in self._by_subject.items() if s != rec.subject for j in idx]
             pos = self.records[same[int(rng.integers(len(same)))]]
             neg = self.records[others[int(rng.integers(len(others)))]]
-            item.positive_audio, item.positive_clip_id = self._get("audio", pos), pos.clip_id
-            item.negative_audio, item.negative_clip_id = self._get("audio", neg), neg.clip_id
+            item.positive_audio, item.positive_clip_id = (
+                self._augment(self._get("audio", pos), aug_rng),
+                pos.clip_id,
+            )
+            item.negative_audio, item.negative_clip_id = (
+                self._augment(self._get("audio", neg), aug_rng),
+                neg.clip_id,
+            )
         return item
+
+    def _augment(self, audio: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.augmenter is None:
+            return audio
+        out, steps = self.augmenter(audio.numpy(), rng)
+        return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)) if steps else audio
 
     def _crop(self, audio, vertices, frames, alignment, rng):
         max_frames = max(1, int(round(self.max_seconds * self.fps)))

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from memorytalker.config import deep_merge, from_dict, parse_overrides, read_yaml, to_dict
+from memorytalker.data.augment import AugmentConfig
 from memorytalker.errors import ConfigError
 from memorytalker.models.config import ModelConfig
 from memorytalker.models.losses import LossWeights
@@ -57,6 +58,8 @@ class DataConfig:
             the OS page cache keeps the files and only decoding repeats).
         num_workers: DataLoader worker processes (0 = load in the training process).
         val_max_clips: validate on the first N clips of the val split only (None = all).
+        augment: audio augmentation of the training split for real recording conditions (gain, rooms,
+            noise, telephone band, codec; :class:`memorytalker.data.augment.AugmentConfig`, docs/DATA.md).
     """
 
     root: str = "data/synthetic"
@@ -68,8 +71,10 @@ class DataConfig:
     cache: bool = False
     num_workers: int = 0
     val_max_clips: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
+        self.augment.validate()
         if self.val_split.lower().startswith("test"):
             raise ConfigError(
                 f"data.val_split={self.val_split!r}: checkpoints are selected on validation, never on a "

@@ -226,6 +226,7 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
         triplets=cfg.current.triplets,
         max_seconds=cfg.data.max_seconds,
         seed=cfg.optim.seed,
+        augment=cfg.data.augment,
     )
     val_ds = TalkingFaceDataset(index, cfg.data.val_split, cache=cfg.data.cache, subjects=train_ds.subjects)
     model = build_model(cfg.model, index.topology, load_pretrained=not cfg.resume)
