@@ -205,8 +205,14 @@ def test_ct2_folder_loads_as_the_backbone(tmp_path):
     source = random_encoder()
     folder = fake_folder(tmp_path / "ct2", ct2_variables(source))
     bb = WhisperCTC(BackboneConfig(kind="whisper", name_or_path=f"ct2:{folder}", width=16)).eval()
-    for (name, mine), theirs in zip(bb.whisper.state_dict().items(), source.state_dict().values()):
-        torch.testing.assert_close(mine, theirs, msg=name)
+    theirs = source.state_dict()
+    assert list(bb.whisper.state_dict()) == list(theirs)  # same keys, same order
+    for name, mine in bb.whisper.state_dict().items():
+        torch.testing.assert_close(mine, theirs[name], msg=name)
+    # the project's own encoder (no transformers import) computes what transformers' does
+    mel = torch.randn(1, source.config.num_mel_bins, 2 * source.config.max_source_positions)
+    with torch.no_grad():
+        torch.testing.assert_close(bb.whisper(mel), source(mel).last_hidden_state, atol=1e-5, rtol=1e-4)
     random = WhisperCTC(
         BackboneConfig(kind="whisper", name_or_path=f"ct2:{folder}", width=16, pretrained=False)
     )
@@ -254,3 +260,32 @@ def test_checkpoint_can_leave_the_frozen_whisper_weights_to_their_source(whisper
         save_checkpoint(tmp_path / "x.pt", tuned, topo, external_backbone=True)
     with pytest.raises(CheckpointError, match="no frozen pretrained weights"):
         save_checkpoint(tmp_path / "y.pt", MemoryTalker(tiny_config(), topo), topo, external_backbone=True)
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_slaney_filters_equal_transformers(n_mels):
+    from transformers.audio_utils import mel_filter_bank
+
+    from memorytalker.models.backbones.whisper import slaney_mel_filters
+
+    ref = mel_filter_bank(201, n_mels, 0.0, 8000.0, 16000, "slaney", "slaney")
+    np.testing.assert_allclose(slaney_mel_filters(201, n_mels, 0.0, 8000.0, 16000), ref, atol=1e-8)
+
+
+def test_ct2_models_load_without_importing_transformers(tmp_path):
+    """Start-up cost: a ct2: Whisper backbone is built by the project's own encoder (checked in a fresh
+    interpreter, since this test session has imported transformers already)."""
+    import subprocess
+    import sys
+
+    from test_whisper_ct2 import ct2_variables, fake_folder, random_encoder
+
+    folder = fake_folder(tmp_path / "ct2", ct2_variables(random_encoder()))
+    code = (
+        "import sys; from memorytalker.models.backbones.whisper import WhisperCTC;"
+        "from memorytalker.models.config import BackboneConfig;"
+        f"WhisperCTC(BackboneConfig(kind='whisper', name_or_path='ct2:{folder}', width=16));"
+        "print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -288,3 +288,30 @@ def test_importing_the_commands_stays_cheap():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_write_video_errors_on_either_thread_leave_no_file(tmp_path):
+    """Frames are encoded in a second thread: a bad frame (encoder side) or a failing frame source (render
+    side) is raised in the caller, and no partial video is left behind."""
+    from memorytalker.render.video import write_video
+
+    good = np.full((32, 32, 3), 200, np.uint8)
+
+    def bad_shape():
+        yield good
+        yield good
+        yield np.zeros((16, 16, 3), np.uint8)
+        yield from (good for _ in range(50))
+
+    with pytest.raises(RenderError, match=r"video frame 2: expected \(32, 32, 3\)"):
+        write_video(bad_shape(), tmp_path / "a.mp4", 32, 32, 30.0, progress=False)
+
+    def source_fails():
+        yield good
+        raise RenderError("frame 1: boom")
+
+    with pytest.raises(RenderError, match="frame 1: boom"):
+        write_video(source_fails(), tmp_path / "b.mp4", 32, 32, 30.0, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    out = write_video((good for _ in range(12)), tmp_path / "c.mp4", 32, 32, 30.0, progress=False)
+    assert out.stat().st_size > 0 and [p.name for p in tmp_path.iterdir()] == ["c.mp4"]

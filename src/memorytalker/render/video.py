@@ -1,7 +1,7 @@
 """MP4 output: H.264 (yuv420p, ``+faststart``) with the speech muxed as AAC, through PyAV (FFmpeg).
 
 yuv420p H.264 + AAC-LC in MP4 plays in every browser and phone. The audio is resampled to 48 kHz for
-the AAC stream (the widest-supported rate).
+the AAC stream (the widest-supported rate) with FFmpeg's libswresample.
 
 Length: with audio the video has exactly ``ceil(duration * fps)`` frames (``duration`` = samples /
 sample rate), so the picture never stops before the sound: a longer vertex sequence is trimmed, a
@@ -27,6 +27,22 @@ from memorytalker.topology import FaceTopology
 
 #: Sample rate of the AAC stream in the MP4.
 AAC_RATE = 48000
+
+
+def _resample_for_aac(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``(S,)`` float32 at ``sample_rate`` -> ``AAC_RATE`` with FFmpeg's libswresample (through PyAV, which
+    is loaded anyway: no scipy.signal import, which costs seconds at start-up)."""
+    import av
+
+    if int(sample_rate) == AAC_RATE:
+        return audio
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=AAC_RATE)
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(audio, np.float32)[None], format="flt", layout="mono"
+    )
+    frame.sample_rate = int(sample_rate)
+    out = [f.to_ndarray().reshape(-1) for f in (*resampler.resample(frame), *resampler.resample(None))]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def video_frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
@@ -69,7 +85,7 @@ class VideoWriter:
         audio: np.ndarray | None = None,
         sample_rate: int = SAMPLE_RATE,
         crf: int = 20,
-        preset: str = "veryfast",
+        preset: str = "superfast",
     ) -> None:
         import av
 
@@ -105,11 +121,9 @@ class VideoWriter:
     def _add_audio(self, audio: np.ndarray, sample_rate: int) -> None:
         import av
 
-        from memorytalker.data.audio import resample
-
         if audio.ndim != 1 or audio.size == 0:
             raise RenderError(f"audio must be non-empty (S,) samples, got shape {audio.shape}")
-        samples = np.clip(resample(audio, sample_rate, AAC_RATE), -1.0, 1.0).astype(np.float32)
+        samples = np.clip(_resample_for_aac(audio, sample_rate), -1.0, 1.0).astype(np.float32)
         stream = self.container.add_stream("aac", rate=AAC_RATE)
         stream.layout = "mono"
         stream.bit_rate = 96_000
@@ -170,6 +184,44 @@ class VideoWriter:
             self.abort()
 
 
+def _encode_beside(frames: Iterable[np.ndarray], writer: VideoWriter, bar) -> None:
+    """Write ``frames`` with the encoding in a second thread, so that FFmpeg (which releases the GIL)
+    encodes one frame while the caller's thread renders the next (the renderer's GL context stays in the
+    caller's thread). A failure on either side stops both and is raised here."""
+    import queue
+    import threading
+
+    todo: queue.Queue = queue.Queue(maxsize=8)
+    failed: list[BaseException] = []
+    stop = object()
+
+    def encode() -> None:
+        while True:
+            frame = todo.get()
+            if frame is stop:
+                return
+            if failed:
+                continue  # drain: the producer is waiting on a full queue
+            try:
+                writer.write(frame)
+                bar.update(1)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failed.append(exc)
+
+    worker = threading.Thread(target=encode, name="memorytalker-encode", daemon=True)
+    worker.start()
+    try:
+        for frame in frames:
+            if failed:
+                break
+            todo.put(frame)
+    finally:
+        todo.put(stop)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
 def write_video(
     frames: Iterable[np.ndarray],
     out_path: str | Path,
@@ -196,9 +248,7 @@ def write_video(
         with VideoWriter(tmp, width, height, fps, audio=audio, sample_rate=sample_rate) as writer:
             bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
             try:
-                for frame in frames:
-                    writer.write(frame)
-                    bar.update(1)
+                _encode_beside(frames, writer, bar)
             finally:
                 bar.close()
         os.replace(tmp, out_path)

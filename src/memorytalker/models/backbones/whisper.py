@@ -42,22 +42,28 @@ CT2_PREFIX = "ct2:"
 
 
 def load_whisper_encoder(name_or_path: str, pretrained: bool) -> nn.Module:
-    """A ``transformers`` ``WhisperEncoder`` from ``name_or_path`` (see the module docstring); random weights
-    from its config when not ``pretrained``."""
+    """Whisper's encoder from ``name_or_path`` (see the module docstring) as the project's own
+    :class:`~memorytalker.models.backbones.whisper_encoder.WhisperEncoderNet` (``transformers``' key names);
+    random weights of the same sizes when not ``pretrained``. ``ct2:`` sources never import ``transformers``;
+    Hugging Face ids and folders are read with it and copied."""
+    from memorytalker.models.backbones.whisper_encoder import (
+        WhisperEncoderConfig,
+        WhisperEncoderNet,
+        from_transformers,
+    )
+
+    if name_or_path.startswith(CT2_PREFIX):
+        from memorytalker.models.backbones import whisper_ct2
+
+        source = name_or_path[len(CT2_PREFIX) :]
+        paths = whisper_ct2.installed_whisper(source)
+        _, variables = whisper_ct2.read_ct2(paths)
+        return whisper_ct2.encoder_net_from_ct2(variables, str(paths[0]), pretrained)
     try:
         from transformers import AutoConfig, WhisperConfig
         from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperModel
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
         raise ConfigError(f"model.backbone.kind=whisper needs the transformers package: {exc}") from exc
-    if name_or_path.startswith(CT2_PREFIX):
-        from memorytalker.models.backbones import whisper_ct2
-
-        source = name_or_path[len(CT2_PREFIX) :]
-        _, variables = whisper_ct2.read_ct2(whisper_ct2.installed_whisper(source))
-        encoder = whisper_ct2.whisper_encoder_from_ct2(variables)
-        if not pretrained:
-            encoder = WhisperEncoder(encoder.config)
-        return encoder
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
@@ -72,14 +78,45 @@ def load_whisper_encoder(name_or_path: str, pretrained: bool) -> nn.Module:
             "(model.backbone.kind=whisper)"
         )
     if not pretrained:
-        return WhisperEncoder(config)
+        fields = (
+            "d_model",
+            "num_mel_bins",
+            "max_source_positions",
+            "encoder_layers",
+            "encoder_attention_heads",
+        )
+        sizes = {k: int(getattr(config, k)) for k in fields}
+        return WhisperEncoderNet(WhisperEncoderConfig(**sizes, encoder_ffn_dim=int(config.encoder_ffn_dim)))
     encoder_only = "WhisperEncoder" in (config.architectures or [])
     try:
         if encoder_only:
-            return WhisperEncoder.from_pretrained(name_or_path)
-        return WhisperModel.from_pretrained(name_or_path).get_encoder()
+            return from_transformers(WhisperEncoder.from_pretrained(name_or_path))
+        return from_transformers(WhisperModel.from_pretrained(name_or_path).get_encoder())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot load the Whisper weights of {name_or_path!r}: {exc}") from exc
+
+
+def _hz_to_slaney_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, Whisper's): linear to 1 kHz (200/3 Hz per mel), log above."""
+    f = np.asarray(f, dtype=np.float64)
+    log_part = 15.0 + 27.0 * np.log(np.maximum(f, 1e-10) / 1000.0) / np.log(6.4)
+    return np.where(f < 1000.0, 3.0 * f / 200.0, log_part)
+
+
+def _slaney_mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * np.exp(np.log(6.4) * (m - 15.0) / 27.0))
+
+
+def slaney_mel_filters(n_freqs: int, n_mels: int, f_min: float, f_max: float, sample_rate: int) -> np.ndarray:
+    """Triangular mel filters ``(n_freqs, n_mels)`` on Slaney's scale with Slaney's area normalisation
+    (each filter scaled by ``2 / its bandwidth in Hz``): the filters Whisper's feature extractor uses."""
+    edges = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(f_min), _hz_to_slaney_mel(f_max), n_mels + 2))
+    freqs = np.linspace(0.0, sample_rate / 2, n_freqs)
+    lower = (freqs[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])[None]
+    upper = (edges[None, 2:] - freqs[:, None]) / (edges[2:] - edges[1:-1])[None]
+    filters = np.maximum(0.0, np.minimum(lower, upper))
+    return (filters * (2.0 / (edges[2:] - edges[:-2]))[None]).astype(np.float32)
 
 
 class WhisperLogMel(nn.Module):
@@ -92,9 +129,7 @@ class WhisperLogMel(nn.Module):
 
     def __init__(self, n_mels: int) -> None:
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
-        filters = mel_filter_bank(N_FFT // 2 + 1, n_mels, 0.0, 8000.0, SAMPLE_RATE, "slaney", "slaney")
+        filters = slaney_mel_filters(N_FFT // 2 + 1, n_mels, 0.0, SAMPLE_RATE / 2, SAMPLE_RATE)
         self.register_buffer(
             "filters", torch.from_numpy(np.asarray(filters, dtype=np.float32)), persistent=False
         )

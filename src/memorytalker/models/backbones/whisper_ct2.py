@@ -189,15 +189,13 @@ def _weight(variables: Mapping[str, np.ndarray], name: str, source: str) -> torc
     return torch.from_numpy(value)
 
 
-def whisper_encoder_from_ct2(
+def encoder_state_from_ct2(
     variables: Mapping[str, np.ndarray], source: str = "model.bin"
-) -> WhisperEncoder:
-    """A float32 ``WhisperEncoder`` (eval mode) holding the ``encoder/*`` weights of a CTranslate2 Whisper:
-    input log-mel ``(B, n_mels, 2 * positions)``, output ``(B, positions, d_model)``. ``source`` names the
+) -> tuple[dict[str, int], dict[str, int], dict[str, torch.Tensor]]:
+    """The ``encoder/*`` weights of a CTranslate2 Whisper under ``transformers``' ``WhisperEncoder`` key
+    names: ``(encoder sizes, decoder sizes, state)`` (sizes as ``WhisperConfig`` fields). ``source`` names the
     file in errors. Sizes come from shapes (``conv1/weight`` ``(d_model, n_mels, 3)``, positions
     ``(positions, d_model)``, ``ffn/linear_0`` ``(ffn, d_model)``) and ``encoder/num_heads``."""
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     def count(prefix: str) -> int:
         n = 0
@@ -227,7 +225,6 @@ def whisper_encoder_from_ct2(
         }
     sizes = {"num_mel_bins": n_mels, "max_source_positions": positions, "d_model": d}
     sizes |= {"encoder_layers": layers, "encoder_attention_heads": n_heads, "encoder_ffn_dim": ffn}
-    config = WhisperConfig(**sizes, **decoder)
     per_layer = (
         ("self_attn.out_proj", "self_attention/linear_1"),
         ("self_attn_layer_norm", "self_attention/layer_norm"),
@@ -252,12 +249,47 @@ def whisper_encoder_from_ct2(
             state[f"layers.{i}.self_attn.{proj}.weight"] = weight[j * d : (j + 1) * d]
             if proj != "k_proj":
                 state[f"layers.{i}.self_attn.{proj}.bias"] = bias[j * d : (j + 1) * d]
-    encoder = WhisperEncoder(config)
+    return sizes, decoder, state
+
+
+def whisper_encoder_from_ct2(
+    variables: Mapping[str, np.ndarray], source: str = "model.bin"
+) -> WhisperEncoder:
+    """A float32 ``transformers`` ``WhisperEncoder`` (eval mode) holding the ``encoder/*`` weights of a
+    CTranslate2 Whisper (what ``convert-whisper`` saves): input log-mel ``(B, n_mels, 2 * positions)``, output
+    ``(B, positions, d_model)``."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    sizes, decoder, state = encoder_state_from_ct2(variables, source)
+    encoder = WhisperEncoder(WhisperConfig(**sizes, **decoder))
     try:  # strict: any missing or unexpected key, or a wrong shape, is an error
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CT2FormatError(f"{source}: the encoder weights do not fit a WhisperEncoder: {exc}") from None
     return encoder.eval()
+
+
+def encoder_net_from_ct2(
+    variables: Mapping[str, np.ndarray], source: str = "model.bin", pretrained: bool = True
+):
+    """The project's own :class:`~memorytalker.models.backbones.whisper_encoder.WhisperEncoderNet` (no
+    ``transformers`` import) with the ``encoder/*`` weights of a CTranslate2 Whisper (random weights of the
+    same sizes when not ``pretrained``)."""
+    from memorytalker.models.backbones.whisper_encoder import (
+        WhisperEncoderConfig,
+        WhisperEncoderNet,
+        encoder_from_state,
+    )
+
+    sizes, _, state = encoder_state_from_ct2(variables, source)
+    config = WhisperEncoderConfig(**sizes)
+    if not pretrained:
+        return WhisperEncoderNet(config)
+    try:
+        return encoder_from_state(config, state)
+    except ValueError as exc:
+        raise CT2FormatError(f"{source}: {exc}") from None
 
 
 def check_features(n_mels: int, n_frames: int) -> np.ndarray:
