@@ -161,7 +161,7 @@ class NpyFrames:
         return self._read(i, i + 1)[0]
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if getattr(self, "_fd", -1) >= 0:  # also when __init__ failed before opening the file
             os.close(self._fd)
             self._fd = -1
 
