@@ -23,25 +23,16 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TRANSCRIPTS = Path(__file__).with_name("real_transcripts.json")
+sys.path.insert(0, str(ROOT / "scripts"))  # real_speech_lipsync.real_recordings
 
 
 def real_clips(speech: Path) -> list[tuple[str, np.ndarray, list[int]]]:
     """The real recordings found under ``speech``: (name, 16 kHz wave, reference phone ids)."""
-    from memorytalker.data.align import Aligner
-    from memorytalker.data.audio import load_audio
+    from real_speech_lipsync import real_recordings
+
     from memorytalker.evaluation.phones import reference_ids
 
-    aligner = Aligner()
-    out = []
-    for name, text in json.loads(TRANSCRIPTS.read_text()).items():
-        path = speech / name
-        if not path.is_file():
-            print(f"{name}: not under {speech}, skipped", file=sys.stderr)
-            continue
-        wave = load_audio(path)
-        out.append((name, wave, reference_ids(aligner.align(wave, text, sample_rate=16000))))
-    return out
+    return [(name, wave, reference_ids(phones)) for name, wave, phones in real_recordings(speech)]
 
 
 def corpus_clips(root: str, split: str, limit: int | None) -> list[tuple[str, np.ndarray, list[int]]]:

