@@ -314,3 +314,59 @@ def test_lip_laplacian_loss_against_a_naive_loop():
     )
     with pytest.raises(ConfigError, match="laplacian"):
         losses.compute_losses(out, types.SimpleNamespace(vertices=gt), w, None, unit)
+
+
+@pytest.mark.parametrize(
+    "terms", [("mse", "velocity", "gap", "laplacian"), ("gap", "laplacian"), ("mse", "gap")]
+)
+def test_lip_terms_share_the_vertex_errors_gradient_buffer(terms):
+    """compute_losses takes the lip terms' vertices inside the fused vertex-error pass (one gradient
+    buffer); values and gradients equal plain autograd of the terms written with direct indexing."""
+    from memorytalker.face import FaceModel
+    from memorytalker.topology.lips import inner_lip_pairs
+
+    topo = FaceModel.load().topology
+    g = torch.Generator().manual_seed(7)
+    base = torch.from_numpy(topo.vertices)[None, None].repeat(2, 5, 1, 1)
+    gt = base + 0.001 * torch.randn(base.shape, generator=g)
+    x = (base + 0.001 * torch.randn(base.shape, generator=g)).requires_grad_(True)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    unit, w = 0.002, {"mse": 1.0, "velocity": 2.0, "gap": 0.3, "laplacian": 5.0}
+    weights = LossWeights(**{**ZERO, **{k: w[k] for k in terms}})
+    got = compute_losses(_out(x * 1.0, mask), type("B", (), {"vertices": gt})(), weights, topo, unit)
+    (grad,) = torch.autograd.grad(got["total"], x)
+    # the reference: every term by direct indexing of the full tensors, differentiated by autograd
+    y = x.double()
+    t, m = gt.double(), mask.double()
+    ref = {}
+    ref["mse"] = (((y - t) ** 2).mean((-2, -1)) * m).sum() / m.sum() / unit**2
+    pair = m[:, 1:] * m[:, :-1]
+    dv = (y[:, 1:] - y[:, :-1]) - (t[:, 1:] - t[:, :-1])
+    ref["velocity"] = ((dv**2).mean((-2, -1)) * pair).sum() / pair.sum() / unit**2
+    up, lo = inner_lip_pairs(topo)
+    ax, sign, inner = topo.axes.up, topo.axes.up_sign, topo.inner_lips
+    gp = sign * (y[:, :, up, ax] - y[:, :, lo, ax]) / unit
+    gq = sign * (t[:, :, up, ax] - t[:, :, lo, ax]) / unit
+    mid = sign * (t[:, :, inner.mid_upper, ax] - t[:, :, inner.mid_lower, ax]) / unit
+    wt = (1.0 + 4.0 * (mid < 0.3).double()) * m
+    ref["gap"] = (((gp - gq) ** 2).mean(-1) * wt).sum() / wt.sum()
+    rows, nbr, lw = (torch.from_numpy(a) for a in losses.laplacian_operator(topo))
+    d = y - t
+    lap = d[:, :, rows] - (d[:, :, nbr] * lw.double()[None, None, :, :, None]).sum(3)
+    ref["laplacian"] = ((lap**2).mean((-2, -1)) * m).sum() / m.sum() / unit**2
+    total = sum(w[k] * ref[k] for k in terms)
+    (ref_grad,) = torch.autograd.grad(total, x)
+    for k in terms:
+        assert got[k].item() == pytest.approx(ref[k].item(), rel=1e-4), k
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6 * float(ref_grad.abs().max()))
+
+
+def test_vertex_errors_stay_float32_under_cpu_autocast():
+    g = torch.Generator().manual_seed(1)
+    pred, gt = torch.randn(2, 4, 6, 3, generator=g), torch.randn(2, 4, 6, 3, generator=g)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    plain = losses.vertex_errors(pred, gt, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = losses.vertex_errors(pred, gt, mask)
+    assert all(v.dtype == torch.float32 for v in mixed)
+    torch.testing.assert_close(mixed, plain)

@@ -126,7 +126,7 @@ class _VertexErrors(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pred, target, w_mse, w_vel):  # type: ignore[override]
+    def forward(ctx, pred, target, w_mse, w_vel, take=None):  # type: ignore[override]
         rows, n = pred.shape
         dt = w_mse.dtype  # float32, or float64 for float64 inputs
         step = max(2, CHUNK_ELEMENTS // max(n, 1))
@@ -141,15 +141,16 @@ class _VertexErrors(torch.autograd.Function):
             if w_vel is not None and hi - r0 > 1:
                 d = e[1:] - e[:-1]  # differences of rows r0 .. hi - 2
                 vel = vel + torch.dot(torch.linalg.vecdot(d, d), w_vel[r0 : hi - 1])
-        ctx.save_for_backward(pred, target, w_mse, w_vel)
+        ctx.save_for_backward(pred, target, w_mse, w_vel, take)
         ctx.step = step
         ctx.set_materialize_grads(False)
-        return mse, vel
+        local = pred.index_select(1, take) if take is not None else pred.new_zeros(())
+        return mse, vel, local
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_mse, g_vel):  # type: ignore[override]
-        pred, target, w_mse, w_vel = ctx.saved_tensors
+    def backward(ctx, g_mse, g_vel, g_local=None):  # type: ignore[override]
+        pred, target, w_mse, w_vel, take = ctx.saved_tensors
         rows, dt = pred.shape[0], w_mse.dtype
         a_mse = w_mse * (0.0 if g_mse is None else 2.0 * g_mse.to(dt))
         a_vel = None if w_vel is None or g_vel is None else w_vel * (2.0 * g_vel.to(dt))
@@ -167,9 +168,11 @@ class _VertexErrors(torch.autograd.Function):
                 out[p0 - r0 :].add_(ad[p0 - 1 - lo : r1 - 1 - lo])
                 m1 = min(r1, hi - 1)
                 out[: m1 - r0].sub_(ad[r0 - lo : m1 - lo])
-        grad_pred = grad.to(pred.dtype) if ctx.needs_input_grad[0] else None
         grad_target = (-grad).to(target.dtype) if ctx.needs_input_grad[1] else None
-        return grad_pred, grad_target, None, None
+        if take is not None and g_local is not None:  # the taken columns' own gradient, in the same buffer
+            grad.index_add_(1, take, g_local.to(dt))
+        grad_pred = grad.to(pred.dtype) if ctx.needs_input_grad[0] else None
+        return grad_pred, grad_target, None, None, None
 
 
 def vertex_errors(
@@ -191,13 +194,34 @@ def vertex_errors(
             f"vertex losses: pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
             f"{tuple(mask.shape)} must be (B, T, ...), (B, T, ...) and (B, T)"
         )
+    mse, vel, _ = _vertex_errors(pred, target, mask, velocity)
+    return mse, vel
+
+
+def _vertex_errors(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    velocity: bool,
+    take: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`vertex_errors`, and ``pred[:, :, take]`` ``(B, T, R, 3)`` when ``take`` (vertex indices) is given:
+    a slice whose gradient joins the errors' own in one full-size buffer (a separate index of ``pred``
+    would scatter into a fresh ``(B, T, V, 3)`` tensor and add it to this one: two more passes over it)."""
     b, t = pred.shape[:2]
     per_frame = pred[0, 0].numel() if b * t else 1
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     w_mse, w_vel = _frame_weights(mask.to(pred.device), per_frame, dtype)
-    return _VertexErrors.apply(
-        pred.reshape(b * t, -1), target.reshape(b * t, -1), w_mse, w_vel if velocity else None
-    )
+    flat = None
+    if take is not None:
+        k = pred.shape[3] if pred.dim() == 4 else 1
+        take = take.to(pred.device)
+        flat = (take[:, None] * k + torch.arange(k, device=pred.device)).reshape(-1)
+    with torch.autocast(pred.device.type, enabled=False):  # sums of squares stay in float32 under autocast
+        mse, vel, local = _VertexErrors.apply(
+            pred.reshape(b * t, -1), target.reshape(b * t, -1), w_mse, w_vel if velocity else None, flat
+        )
+    return mse, vel, (local.reshape(b, t, len(take), *pred.shape[3:]) if take is not None else None)
 
 
 def vertex_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -263,14 +287,83 @@ def lip_gap_loss(
     ``w_t (gap_pred - gap_true)^2 / unit^2``, ``w_t = 1 + closed_weight`` where the true midline gap is
     below ``closed_below * unit`` (else 1), normalised by the mean weight so the term's scale does not
     depend on how often the lips close."""
-    inner = topology.inner_lips
-    g_pred = signed_gaps(pred, topology) / unit
-    g_true = signed_gaps(target, topology) / unit
-    mid = signed_gaps(target, topology, ([inner.mid_upper], [inner.mid_lower]))[..., 0] / unit
+    sub = _lip_subset(topology, gap=True, laplacian=False)
+    return _gap_term(sub.take(pred), sub.take(target), mask, sub, unit, closed_weight, closed_below)
+
+
+def _gap_term(pred, target, mask, sub: _LipSubset, unit, closed_weight: float, closed_below: float):
+    """:func:`lip_gap_loss` on the subset's vertices ``(B, T, R, 3)``."""
+    g_pred = sub.gaps(pred, sub.gap_pairs) / unit
+    g_true = sub.gaps(target, sub.gap_pairs) / unit
+    mid = sub.gaps(target, sub.mid_pair)[..., 0] / unit
     m = mask.to(g_pred.dtype)
     w = (1.0 + closed_weight * (mid < closed_below).to(g_pred.dtype)) * m
     err = (g_pred - g_true).square().mean(-1)
     return (err * w).sum() / w.sum().clamp(min=1e-12)
+
+
+@dataclass(frozen=True)
+class _LipSubset:
+    """The few vertices the lip terms read (inner-lip pairs and midline, the lips' Laplacian rows and
+    their neighbours), as columns of ``(B, T, V, 3)`` vertices, with every index re-expressed in them.
+
+    Taking them with one ``index_select`` keeps the terms' backward small: indexing a ``(B, T, V, 3)``
+    tensor directly makes each index (and the Laplacian's full-size difference) scatter its gradient into a
+    fresh full-size tensor, which at batch 8 and V = 5023 cost more than the rest of the loss
+    (docs/BENCHMARKS.md); one gather scatters once."""
+
+    cols: torch.Tensor  # (R,) vertex indices
+    up_axis: int
+    up_sign: float
+    gap_pairs: tuple[torch.Tensor, torch.Tensor] | None  # (P,), (P,) into cols
+    mid_pair: tuple[torch.Tensor, torch.Tensor] | None  # (1,), (1,)
+    lap: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # rows (L,), neighbours (L, K), weights
+
+    def take(self, vertices: torch.Tensor) -> torch.Tensor:
+        """``(B, T, V, 3)`` -> ``(B, T, R, 3)``."""
+        return vertices.index_select(2, self.cols.to(vertices.device))
+
+    def gaps(self, local: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``(B, T, P)`` signed gaps of the subset's vertices ``(B, T, R, 3)``."""
+        up, lo = (i.to(local.device) for i in pairs)
+        return self.up_sign * (local[:, :, up, self.up_axis] - local[:, :, lo, self.up_axis]).float()
+
+
+_SUBSETS: dict[tuple[int, bool, bool], tuple[FaceTopology, _LipSubset]] = {}
+
+
+def _lip_subset(topology: FaceTopology, gap: bool, laplacian: bool) -> _LipSubset:
+    key = (id(topology), gap, laplacian)
+    cached = _SUBSETS.get(key)
+    if cached is not None and cached[0] is topology:
+        return cached[1]
+    from memorytalker.topology.lips import inner_lip_pairs
+
+    parts: list[np.ndarray] = []
+    if gap:
+        inner = topology.inner_lips
+        upper, lower = (np.asarray(a, dtype=np.int64) for a in inner_lip_pairs(topology))
+        mid = (np.array([inner.mid_upper], dtype=np.int64), np.array([inner.mid_lower], dtype=np.int64))
+        parts += [upper, lower, *mid]
+    if laplacian:
+        rows, nbr, w = laplacian_operator(topology)
+        parts += [rows, nbr.reshape(-1)]
+    cols = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def local(idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.searchsorted(cols, idx).astype(np.int64))
+
+    axes = topology.axes
+    sub = _LipSubset(
+        cols=torch.from_numpy(cols),
+        up_axis=axes.up,
+        up_sign=axes.up_sign,
+        gap_pairs=(local(upper), local(lower)) if gap else None,
+        mid_pair=(local(mid[0]), local(mid[1])) if gap else None,
+        lap=(local(rows), local(nbr), torch.from_numpy(w)) if laplacian else None,
+    )
+    _SUBSETS[key] = (topology, sub)
+    return sub
 
 
 def laplacian_operator(
@@ -310,13 +403,15 @@ def lip_laplacian_loss(
 ) -> torch.Tensor:
     """The ``laplacian`` term (module docstring) of ``(B, T, V, 3)`` vertices: mean over valid frames, lip
     vertices and axes of ``|L(pred - target)|^2 / unit^2`` (the Laplacian is linear)."""
-    cached = _LAPLACIANS.get(id(topology))
-    if cached is None or cached[0] is not topology:
-        cached = (topology, tuple(torch.tensor(a) for a in laplacian_operator(topology)))
-        _LAPLACIANS[id(topology)] = cached
-    rows, nbr, w = (a.to(pred.device) for a in cached[1])
+    sub = _lip_subset(topology, gap=False, laplacian=True)
+    return _laplacian_term(sub.take(pred), sub.take(target), mask, sub, unit)
+
+
+def _laplacian_term(pred, target, mask, sub: _LipSubset, unit) -> torch.Tensor:
+    """:func:`lip_laplacian_loss` on the subset's vertices ``(B, T, R, 3)``."""
+    rows, nbr, w = (a.to(pred.device) for a in sub.lap)
     diff = (pred - target.to(pred.dtype)).float()
-    lap = diff[:, :, rows] - (diff[:, :, nbr] * w[None, None, :, :, None]).sum(3)  # (B, T, R, 3)
+    lap = diff[:, :, rows] - (diff[:, :, nbr] * w[None, None, :, :, None]).sum(3)  # (B, T, L, 3)
     return _masked_frame_mean(lap.square().mean((-2, -1)), mask) / (unit * unit)
 
 
@@ -354,13 +449,22 @@ def compute_losses(
     target = batch.vertices.to(output.vertices.device)
     terms: dict[str, torch.Tensor] = {}
     inv_sq = 1.0 / (unit * unit)
+    gap, laplacian = weights.gap > 0, weights.laplacian > 0
+    if gap and topology is None:
+        raise ConfigError("loss.gap > 0 needs the face topology (its inner-lip contours)")
+    if laplacian and topology is None:
+        raise ConfigError("loss.laplacian > 0 needs the face topology (its lips region and faces)")
+    sub = _lip_subset(topology, gap, laplacian) if gap or laplacian else None
+    local_pred = None
     passes = [(output.vertices, "mse", "velocity")]
     if output.teacher_vertices is not None:
         passes.append((output.teacher_vertices, "teacher_mse", "teacher_velocity"))
     for pred, mse_key, vel_key in passes:  # both terms of a prediction from one pass over it
         want_mse, want_vel = getattr(weights, mse_key) > 0, getattr(weights, vel_key) > 0
         if want_mse or want_vel:
-            mse, vel = vertex_errors(pred, target, mask, velocity=want_vel)
+            take = sub.cols if sub is not None and pred is output.vertices else None
+            mse, vel, local = _vertex_errors(pred, target, mask, want_vel, take)
+            local_pred = local if local is not None else local_pred
             if want_mse:
                 terms[mse_key] = mse * inv_sq
             if want_vel:
@@ -378,16 +482,15 @@ def compute_losses(
             raise ConfigError("loss.lip > 0 needs the face topology (its lips region)")
         lips = torch.from_numpy(np.array(topology.lips, dtype=np.int64)).to(target.device)
         terms["lip"] = vertex_mse(output.vertices[:, :, lips], target[:, :, lips], mask) * inv_sq
-    if weights.gap > 0:
-        if topology is None:
-            raise ConfigError("loss.gap > 0 needs the face topology (its inner-lip contours)")
-        terms["gap"] = lip_gap_loss(
-            output.vertices, target, mask, topology, unit, weights.gap_closed_weight, weights.gap_closed_below
-        )
-    if weights.laplacian > 0:
-        if topology is None:
-            raise ConfigError("loss.laplacian > 0 needs the face topology (its lips region and faces)")
-        terms["laplacian"] = lip_laplacian_loss(output.vertices, target, mask, topology, unit)
+    if sub is not None:  # both lip terms read one gather of the few vertices they need
+        local_pred = sub.take(output.vertices) if local_pred is None else local_pred
+        local_target = sub.take(target)
+        if gap:
+            terms["gap"] = _gap_term(
+                local_pred, local_target, mask, sub, unit, weights.gap_closed_weight, weights.gap_closed_below
+            )
+        if laplacian:
+            terms["laplacian"] = _laplacian_term(local_pred, local_target, mask, sub, unit)
     if weights.style > 0:
         if output.style_positive is None or output.style_negative is None or output.style_anchor is None:
             raise ConfigError(
