@@ -109,3 +109,57 @@ def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="nothing is downloaded"):
         MemoryTalker(_cfg(tmp_path / "no-such-model"), tiny_topology())
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_padded_batch_equals_unbatched(hf_dir):
+    """Each clip's feature encoder runs on its own samples, so the group norm of base-size checkpoints
+    does not see the batch's padding."""
+    topo = tiny_topology()
+    model = MemoryTalker(_cfg(hf_dir), topo).eval()
+    batch = make_batch(topo, [1.0, 0.6])
+    with torch.no_grad():
+        both = model.text_logits(batch.audio, batch.audio_lengths, batch.frame_lengths, 30)
+        n = int(batch.audio_lengths[1])
+        one = model.text_logits(batch.audio[1:, :n], batch.audio_lengths[1:], batch.frame_lengths[1:], 18)
+    torch.testing.assert_close(both[1, :18], one[0], atol=1e-5, rtol=1e-4)
+    assert bool((both[1, 18:] == 0).all())
+
+
+def _count_encoder_calls(backbone) -> list[int]:
+    calls: list[int] = []
+    backbone.base.feature_extractor.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[-1]))
+    return calls
+
+
+def test_frozen_feature_encoder_runs_once_per_clip_in_training(hf_dir):
+    topo = tiny_topology()
+    model = MemoryTalker(_cfg(hf_dir), topo)
+    bb = model.backbone
+    calls = _count_encoder_calls(bb)
+    batch = make_batch(topo, [1.0, 0.6])
+    lengths = bb.base._get_feat_extract_output_lengths(batch.audio_lengths).long()
+    bb.eval()
+    with torch.no_grad():
+        fresh = bb._encode_features(batch.audio, batch.audio_lengths, lengths)
+    assert calls == [16000, 9600] and len(bb._cache) == 0  # no cache outside training
+    bb.train()
+    first = bb._encode_features(batch.audio, batch.audio_lengths, lengths)
+    second = bb._encode_features(batch.audio, batch.audio_lengths, lengths)
+    assert len(calls) == 4 and len(bb._cache) == 2 and (bb._cache.hits, bb._cache.misses) == (2, 2)
+    assert torch.equal(first, fresh) and torch.equal(second, fresh)  # float32: the cache changes nothing
+    assert not second.requires_grad
+    for _ in range(2):  # training steps: the model's normalised audio is encoded once per clip
+        out = model(batch, teacher_forcing=True)
+        compute_losses(out, batch, LossWeights(ctc=0.0), topo)["total"].backward()
+    assert len(calls) == 6 and len(bb._cache) == 4
+    # a feature encoder that trains is never cached
+    tuned = MemoryTalker(_cfg(hf_dir, freeze_feature_encoder=False), topo).train()
+    tuned_calls = _count_encoder_calls(tuned.backbone)
+    tuned(batch)
+    tuned(batch)
+    assert len(tuned_calls) == 4 and len(tuned.backbone._cache) == 0
+    off = MemoryTalker(_cfg(hf_dir, cache_mb=0), topo).train()
+    off_calls = _count_encoder_calls(off.backbone)
+    off(batch)
+    off(batch)
+    assert len(off_calls) == 4 and len(off.backbone._cache) == 0

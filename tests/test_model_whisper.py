@@ -150,7 +150,7 @@ def test_feature_cache_in_training_mode_only(whisper_dir):
     small.train()
     small.features(audio)
     small.features(audio * 0.5)
-    assert small._cache_bytes <= 0.002 * 2**20 and len(small._cache) == 1  # the oldest entry evicted
+    assert small._cache.bytes <= 0.002 * 2**20 and len(small._cache) == 1  # the oldest entry evicted
 
 
 def test_long_audio_runs_in_windows(whisper_dir):

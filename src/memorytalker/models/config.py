@@ -64,8 +64,10 @@ class BackboneConfig:
         tune_layers: ``whisper``: how many of the kept encoder layers (the top ones) train; 0 = frozen.
         full_window: ``whisper``: pad every input to Whisper's 30 s window, as it was trained (10x the
             encoder cost on short clips); False runs the encoder on the clip's own length.
-        cache_mb: ``whisper``: in training mode, the frozen part's outputs are kept per clip (keyed by the
-            audio's hash) up to this many MB, so a frozen encoder runs once per clip; 0 = no cache.
+        cache_mb: ``whisper`` and ``huggingface``: in training mode, the frozen part's outputs (Whisper's
+            frozen layers, in float16; wav2vec 2.0 / HuBERT's frozen convolutional feature encoder, in
+            float32) are kept per clip (keyed by the audio's hash) up to this many MB, so a frozen part runs
+            once per clip, not once per epoch; 0 = no cache.
     """
 
     kind: str = "compact"
@@ -103,13 +105,13 @@ class BackboneConfig:
         if self.kind in ("huggingface", "whisper") and not str(self.name_or_path).strip():
             raise ConfigError("model.backbone.name_or_path is empty (a Hugging Face model id or folder)")
         _positive(self.chunk_seconds, "model.backbone.chunk_seconds")
+        if self.cache_mb < 0:
+            raise ConfigError(f"model.backbone.cache_mb must be >= 0, got {self.cache_mb}")
         if self.context_seconds < 0:
             raise ConfigError(f"model.backbone.context_seconds must be >= 0, got {self.context_seconds}")
         if self.kind == "whisper":
             if self.tune_layers < 0:
                 raise ConfigError(f"model.backbone.tune_layers must be >= 0, got {self.tune_layers}")
-            if self.cache_mb < 0:
-                raise ConfigError(f"model.backbone.cache_mb must be >= 0, got {self.cache_mb}")
             if self.chunk_seconds + 2 * self.context_seconds > 30.0:
                 raise ConfigError(
                     f"model.backbone.chunk_seconds + 2 * context_seconds = "

@@ -20,22 +20,17 @@ from torch import nn
 from memorytalker.errors import ConfigError
 from memorytalker.models.config import BackboneConfig
 
-#: Parameter-group names every backbone reports (possibly empty).
-BACKBONE_GROUPS = ("asr_frontend", "asr", "ctc_head")
-
 
 class TextBackbone(nn.Module):
     """Interface of the text branch.
 
     Attributes:
         vocab_size: ``M``, CTC symbols (memory slots).
-        blank_id: index of the CTC blank.
         chunk_samples: inference windows of this many samples (plus ``context_samples`` each side) for
             long audio; None = any length runs in one call with linear cost.
     """
 
     vocab_size: int
-    blank_id: int = 0
     chunk_samples: int | None = None
     context_samples: int = 0
 

@@ -48,7 +48,6 @@ class LocalCTCHead(TextBackbone):
     def _build_head(self, cfg: BackboneConfig) -> None:
         k = cfg.conv_kernel
         self.vocab_size = int(cfg.vocab_size)
-        self.blank_id = 0
         self.pos_conv = MaskedConv1d(cfg.width, cfg.width, k, padding=k // 2, groups=cfg.width)
         self.layers = nn.ModuleList(
             [EncoderLayer(cfg.width, cfg.heads, cfg.ffn, cfg.window, cfg.dropout) for _ in range(cfg.layers)]

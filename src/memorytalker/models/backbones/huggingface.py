@@ -19,6 +19,7 @@ from torch import nn
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.errors import CheckpointError, ConfigError
 from memorytalker.models.backbones import TextBackbone
+from memorytalker.models.backbones.cache import ClipFeatureCache
 from memorytalker.models.config import BackboneConfig
 from memorytalker.models.layers import interpolate_frames, lengths_to_mask
 
@@ -64,21 +65,6 @@ def _no_input_gradient(feature_encoder: nn.Module) -> None:
     )
 
 
-def _encode_features(feature_encoder: nn.Module, audio: torch.Tensor) -> torch.Tensor:
-    """The convolutional feature encoder on ``(B, S)`` audio -> ``(B, 512, A)``; on the CPU one clip at a time.
-
-    Each clip's output is exactly what the batched call gives (convolutions and the group norm of base-size
-    checkpoints work per clip), but a batched call's activations are ``B`` times larger: at batch 8 of 4 s
-    clips each layer's output is ~200 MB, which the CPU allocator maps fresh from the OS (a page fault per
-    4 KB) at every step, making the front end ~25 % slower per clip than at batch 1 (docs/BENCHMARKS.md).
-    On a GPU (a caching allocator, launch-bound steps) the batched call is kept.
-    """
-    _no_input_gradient(feature_encoder)
-    if audio.shape[0] == 1 or audio.device.type != "cpu":
-        return feature_encoder(audio)
-    return torch.cat([feature_encoder(audio[i : i + 1]) for i in range(audio.shape[0])])
-
-
 class HuggingFaceCTC(TextBackbone):
     """Wav2Vec2/HuBERT CTC model with FaceFormer interpolation to the mesh frame rate."""
 
@@ -95,7 +81,6 @@ class HuggingFaceCTC(TextBackbone):
             )
         self.model = model
         self.vocab_size = int(model.config.vocab_size)
-        self.blank_id = int(getattr(model.config, "pad_token_id", 0) or 0)
         self.chunk_samples = int(round(cfg.chunk_seconds * SAMPLE_RATE))
         self.context_samples = int(round(cfg.context_seconds * SAMPLE_RATE))
         # layerdrop would make the padded and unpadded passes differ in training; keep it as configured
@@ -105,6 +90,7 @@ class HuggingFaceCTC(TextBackbone):
         if cfg.freeze_transformer:
             for p in model.parameters():
                 p.requires_grad_(False)
+        self._cache = ClipFeatureCache(cfg.cache_mb)  # float32: cached features equal fresh ones
 
     @property
     def base(self) -> nn.Module:
@@ -118,8 +104,9 @@ class HuggingFaceCTC(TextBackbone):
         if audio.shape[-1] < MIN_SAMPLES:
             audio = nn.functional.pad(audio, (0, MIN_SAMPLES - audio.shape[-1]))
         audio_lengths = audio_lengths.to(audio.device).clamp(min=MIN_SAMPLES)
-        feats = _encode_features(base.feature_extractor, audio).transpose(1, 2)  # (B, A, 512) at 50 Hz
-        in_lengths = base._get_feat_extract_output_lengths(audio_lengths).long().clamp(1, feats.shape[1])
+        in_lengths = base._get_feat_extract_output_lengths(audio_lengths).long()
+        feats = self._encode_features(audio, audio_lengths, in_lengths).transpose(1, 2)  # (B, A, 512), 50 Hz
+        in_lengths = in_lengths.clamp(1, feats.shape[1])
         frame_lengths = frame_lengths.to(audio.device)
         feats = interpolate_frames(feats, in_lengths, frame_lengths, num_frames)  # (B, T, 512)
         hidden = base.feature_projection(feats)
@@ -134,6 +121,33 @@ class HuggingFaceCTC(TextBackbone):
             hidden = dropout(hidden)
         logits = self.model.lm_head(hidden)
         return logits * valid.unsqueeze(-1).to(logits.dtype)
+
+    def _encode_features(
+        self, audio: torch.Tensor, audio_lengths: torch.Tensor, feat_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The convolutional feature encoder on ``(B, S)`` audio -> ``(B, 512, A)``, zero past ``feat_lengths``.
+
+        On the CPU, and whenever the cache is used, one clip at a time on its own samples (no padding): the
+        output of base-size checkpoints, which normalise their first convolution over time, is then the
+        clip's own, whatever it is batched with; and a batched call's activations are ``B`` times larger (at
+        batch 8 of 4 s clips ~200 MB per layer, mapped fresh from the OS at every step, which made the front
+        end ~25 % slower per clip than at batch 1; docs/BENCHMARKS.md). In training with the encoder frozen
+        (``freeze_feature_encoder``) its output is cached per clip (``cache_mb``): it runs once per clip,
+        not once per epoch. On a GPU without the cache, one batched call (launch-bound steps).
+        """
+        encoder = self.base.feature_extractor
+        _no_input_gradient(encoder)
+        frozen = not any(p.requires_grad for p in encoder.parameters())
+        cached = self.training and frozen and self.cfg.cache_mb > 0
+        if not cached and (audio.shape[0] == 1 or audio.device.type != "cpu"):
+            return encoder(audio)
+        frames = int(feat_lengths.max())
+        out = []
+        for i in range(audio.shape[0]):
+            clip = audio[i : i + 1, : int(audio_lengths[i])]
+            f = self._cache.get_or_compute(clip, lambda c=clip: encoder(c)) if cached else encoder(clip)
+            out.append(nn.functional.pad(f, (0, frames - f.shape[-1])))
+        return torch.cat(out)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         frontend = list(self.base.feature_extractor.parameters())

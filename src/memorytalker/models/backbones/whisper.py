@@ -22,15 +22,13 @@ Whisper's weights like every other weight; an exported model may leave a frozen 
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-
 import numpy as np
 import torch
 from torch import nn
 
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.errors import CheckpointError, ConfigError
+from memorytalker.models.backbones.cache import ClipFeatureCache
 from memorytalker.models.backbones.compact import LocalCTCHead
 from memorytalker.models.config import BackboneConfig
 from memorytalker.models.layers import interpolate_frames
@@ -184,8 +182,7 @@ class WhisperCTC(LocalCTCHead):
         self._build_head(cfg)
         self.chunk_samples = int(round(cfg.chunk_seconds * SAMPLE_RATE))
         self.context_samples = int(round(cfg.context_seconds * SAMPLE_RATE))
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache = ClipFeatureCache(cfg.cache_mb, dtype=torch.float16)
 
     # ---------------------------------------------------------------- Whisper
     def train(self, mode: bool = True) -> WhisperCTC:
@@ -236,23 +233,7 @@ class WhisperCTC(LocalCTCHead):
     def _cached_frozen(self, audio: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.cfg.cache_mb > 0):
             return self._frozen(audio)
-        key = hashlib.sha1(audio.detach().cpu().float().numpy().tobytes()).hexdigest()
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit.to(audio.device, torch.float32)
-        out = self._frozen(audio)
-        stored = out.detach().to("cpu", torch.float16)
-        size = stored.numel() * stored.element_size()
-        budget = self.cfg.cache_mb * 2**20
-        if size <= budget:
-            self._cache[key] = stored
-            self._cache_bytes += size
-            while self._cache_bytes > budget:
-                _, old = self._cache.popitem(last=False)
-                self._cache_bytes -= old.numel() * old.element_size()
-            return stored.to(audio.device, torch.float32)  # the cached value, so hits and misses agree
-        return out
+        return self._cache.get_or_compute(audio, lambda: self._frozen(audio))
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """One clip ``(1, S)`` -> Whisper features after ``encoder_layer`` ``(1, A, d_model)`` at 50 Hz."""

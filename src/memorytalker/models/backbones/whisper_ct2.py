@@ -295,9 +295,10 @@ def encoder_net_from_ct2(
 def check_features(n_mels: int, n_frames: int) -> np.ndarray:
     """A fixed Whisper-style log-mel ``(1, n_mels, n_frames)`` float32 (a 100 Hz-4 kHz chirp over seeded noise
     at 16 kHz, hop 160; log10, floor at max - 8, then ``(x + 4) / 4``)."""
+    from memorytalker.data.audio import SAMPLE_RATE
     from memorytalker.models.mel import LogMel
 
-    t = torch.arange(n_frames * 160, dtype=torch.float64) / 16000
+    t = torch.arange(n_frames * 160, dtype=torch.float64) / SAMPLE_RATE
     rate = (4000 - 100) / t[-1].clamp(min=1e-3)
     wave = 0.3 * torch.sin(2 * torch.pi * (100 * t + 0.5 * rate * t**2))
     wave = wave + 0.01 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
