@@ -38,11 +38,17 @@ SR = 16000
 
 def flame_sized_topology(fps: float = 30.0, vertices: int = 5023) -> FaceTopology:
     """A random ``vertices``-vertex topology (strip triangles); lips = the first min(250, V/20) vertices,
-    upper face = the first min(800, V/5) (FLAME-like counts at V = 5023)."""
+    of which the first 24 are the inner-lip contours (12 upper, 12 lower, for the lip-gap loss), upper
+    face = the first min(800, V/5) (FLAME-like counts at V = 5023)."""
     rng = np.random.default_rng(0)
     verts = rng.normal(scale=0.05, size=(vertices, 3)).astype(np.float32)
     faces = np.stack([np.arange(vertices - 2), np.arange(1, vertices - 1), np.arange(2, vertices)], 1)
-    regions = {"lips": np.arange(min(250, vertices // 20)), "upper_face": np.arange(min(800, vertices // 5))}
+    regions = {
+        "lips": np.arange(min(250, vertices // 20)),
+        "upper_face": np.arange(min(800, vertices // 5)),
+        "upper_lip_inner": np.arange(12),
+        "lower_lip_inner": np.arange(12, 24),
+    }
     return FaceTopology("flame-sized", verts, faces, fps, regions)
 
 

@@ -434,3 +434,32 @@ def test_per_group_learning_rates_and_their_errors():
         make_optimizer(s2, p2, m2.parameter_groups())
     with pytest.raises(ConfigError, match="lr_scale values"):
         load_train_config(DEBUG, ["stage.lr_scale={memory: 0}"])
+
+
+def test_fused_adam_equals_the_loop_and_bf16_trains_on_cpu(data_root, tmp_path):
+    """optim.fused (the default) gives the per-parameter loop's update up to float rounding; a CPU run
+    under engine.precision=bf16-mixed trains and writes finite weights."""
+    cfg = load_train_config(DEBUG, ["stage.lr=0.01"])
+    params = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        c = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, fused=fused))
+        model = build_model(c.model, tiny_topology())
+        _, ps = select_trainable(model, c)
+        opt = make_optimizer(c, ps, model.parameter_groups())
+        assert bool(opt.defaults.get("fused")) == fused
+        g = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        params[fused] = [p.detach().clone() for p in ps]
+    for a, b in zip(params[True], params[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    result = train(
+        _cfg(data_root, tmp_path / "bf16", "stage.max_epochs=1", "engine.precision=bf16-mixed"), verbose=False
+    )
+    ckpt = read_checkpoint(result.run_dir / "last.pt")
+    assert ckpt["step"] > 0 and all(
+        torch.isfinite(v).all() for v in ckpt["model_state"].values() if v.is_floating_point()
+    )

@@ -80,7 +80,9 @@ def make_optimizer(
         )
     param_groups = [g for g in param_groups if g["params"]]
     cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-    return cls(param_groups, lr=stage.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return cls(
+        param_groups, lr=stage.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, fused=o.fused or None
+    )
 
 
 def lr_factor(step: int, warmup: int, total: int | None, schedule: str, min_ratio: float) -> float:
