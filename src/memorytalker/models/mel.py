@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from memorytalker.data.audio import SAMPLE_RATE
+
 
 def hz_to_mel(freq: torch.Tensor) -> torch.Tensor:
     """HTK mel scale."""
@@ -55,7 +57,7 @@ class LogMel(nn.Module):
     """
 
     def __init__(
-        self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 80
+        self, sample_rate: int = SAMPLE_RATE, n_fft: int = 400, hop_length: int = 160, n_mels: int = 80
     ) -> None:
         super().__init__()
         self.sample_rate = int(sample_rate)

@@ -193,6 +193,36 @@ def _eyes(v: np.ndarray, regions: Mapping[str, np.ndarray]) -> list[tuple[np.nda
     )
 
 
+def _eye_fields(
+    v: np.ndarray, regions: Mapping[str, np.ndarray], comp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's ``brow`` and ``blink`` fields ``(V, 3)`` of template ``v`` (``comp``: the face's connected
+    component); eyes from the regions (see :func:`_eyes`)."""
+    n = v.shape[0]
+    eyes = _eyes(v, regions)
+    eyeball = np.zeros(n, dtype=bool)
+    for k in regions:
+        if "eyeball" in k.lower():
+            eyeball[regions[k]] = True
+    brow = np.zeros(n)
+    blink = np.zeros((n, 3))
+    for c, rad in eyes:
+        d = v - c
+        wb = np.exp(-(((d[:, 1] - 1.7 * rad) / (1.0 * rad)) ** 2) - ((d[:, 0] / (1.9 * rad)) ** 2))
+        wb *= (d[:, 2] > -rad) & ~eyeball & comp
+        brow = np.maximum(brow, wb)
+        dist = np.linalg.norm(d, axis=1)
+        wl = np.clip((1.6 * rad - dist) / (0.5 * rad), 0.0, 1.0)
+        wl *= (d[:, 1] > -0.1 * rad) & (d[:, 2] > 0) & ~eyeball & comp
+        blink += wl[:, None] * np.stack([np.zeros(n), -d[:, 2], d[:, 1]], axis=1)
+    if not np.any(brow > 0.5):
+        raise TopologyError("no vertices above the eyes to raise as brows (is the template a full face?)")
+    if not np.any(np.linalg.norm(blink, axis=1) > 0):
+        raise TopologyError("no upper-eyelid vertices found in front of the eyeballs")
+    eye_r = float(np.mean([e[1] for e in eyes]))
+    return brow[:, None] * np.array([0.0, 0.45 * eye_r, 0.08 * eye_r]), blink
+
+
 def build_rig(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -288,30 +318,7 @@ def build_rig(
         * asym[:, None],
         "tuck": np.stack([np.zeros(n), 0.04 * w_ * m_lower, -0.14 * w_ * m_lower], 1),
     }
-    # --- eyes: brows and blinks
-    eyes = _eyes(v, regions)
-    eyeball = np.zeros(n, dtype=bool)
-    for k in regions:
-        if "eyeball" in k.lower():
-            eyeball[regions[k]] = True
-    brow = np.zeros(n)
-    blink = np.zeros((n, 3))
-    for c, rad in eyes:
-        d = v - c
-        wb = np.exp(-(((d[:, 1] - 1.7 * rad) / (1.0 * rad)) ** 2) - ((d[:, 0] / (1.9 * rad)) ** 2))
-        wb *= (d[:, 2] > -rad) & ~eyeball & comp
-        brow = np.maximum(brow, wb)
-        dist = np.linalg.norm(d, axis=1)
-        wl = np.clip((1.6 * rad - dist) / (0.5 * rad), 0.0, 1.0)
-        wl *= (d[:, 1] > -0.1 * rad) & (d[:, 2] > 0) & ~eyeball & comp
-        blink += wl[:, None] * np.stack([np.zeros(n), -d[:, 2], d[:, 1]], axis=1)
-    if not np.any(brow > 0.5):
-        raise TopologyError("no vertices above the eyes to raise as brows (is the template a full face?)")
-    if not np.any(np.linalg.norm(blink, axis=1) > 0):
-        raise TopologyError("no upper-eyelid vertices found in front of the eyeballs")
-    eye_r = float(np.mean([e[1] for e in eyes]))
-    fields["brow"] = brow[:, None] * np.array([0.0, 0.45 * eye_r, 0.08 * eye_r])
-    fields["blink"] = blink
+    fields["brow"], fields["blink"] = _eye_fields(v, regions, comp)
     for k, fld in fields.items():
         if not np.all(np.isfinite(fld)):  # pragma: no cover - harmonic solve on a broken mesh
             raise TopologyError(f"rig field {k!r} is not finite (degenerate mesh?)")

@@ -376,8 +376,6 @@ def generate_corpus(
     """
     import time
 
-    from tqdm import tqdm
-
     from memorytalker.data.layout import write_templates
 
     t0 = time.perf_counter()
@@ -388,15 +386,7 @@ def generate_corpus(
     if (template is None) != (regions is None):
         raise TopologyError("--template and --regions go together (a mesh and its region file)")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DatasetError(f"output folder {out} is not empty (use --overwrite to replace a corpus)")
-        if not (out / "dataset.yaml").is_file():
-            raise DatasetError(
-                f"refusing to overwrite {out}: it does not look like a corpus (no dataset.yaml)"
-            )
-        for sub in ("wav", "vertices_npy", "phonemes", "arkit"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+    _prepare_output(out, overwrite)
     tpl = load_template(template, regions) if template is not None else None
     name = Path(template).stem if template is not None else "template"
     plans = plan_speakers(num_speakers, seed, tpl, topology_name=name, fps=fps, face=face)
@@ -409,38 +399,7 @@ def generate_corpus(
     # interleave speakers so slow engines are spread over the workers
     jobs = [(k, j + 1, int(assign[k, j])) for j in range(num_sentences) for k in range(num_speakers)]
     t_plan = time.perf_counter() - t0
-    results: list[ClipResult] = []
-    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
-    if workers == 1:
-        _init_worker(plans, texts, seed, out, fps)
-        for job in jobs:
-            r = _run_clip(job)
-            results.append(r)
-            bar.update()
-            if on_clip:
-                on_clip(r)
-    else:
-        import multiprocessing as mp
-
-        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        os.environ.update({k: "1" for k in saved})
-        try:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(
-                workers, initializer=_init_worker, initargs=(plans, texts, seed, str(out), fps)
-            ) as pool:
-                for r in pool.imap_unordered(_run_clip, jobs, chunksize=1):
-                    results.append(r)
-                    bar.update()
-                    if on_clip:
-                        on_clip(r)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    bar.close()
+    results = _run_jobs(jobs, (plans, texts, seed, out, fps), workers, progress, on_clip)
     results.sort(key=lambda r: r.clip)
     # ---- dataset-level files
     topo = plans[0].topology
@@ -479,6 +438,65 @@ def generate_corpus(
         )
     )
     return summary
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty folder unless ``overwrite`` and it holds a corpus; then clear its clip folders."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"output folder {out} is not empty (use --overwrite to replace a corpus)")
+        if not (out / "dataset.yaml").is_file():
+            raise DatasetError(
+                f"refusing to overwrite {out}: it does not look like a corpus (no dataset.yaml)"
+            )
+        for sub in ("wav", "vertices_npy", "phonemes", "arkit"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+
+
+def _run_jobs(
+    jobs: list[tuple[int, int, int]],
+    init: tuple,
+    workers: int,
+    progress: bool,
+    on_clip: Callable[[ClipResult], None] | None,
+) -> list[ClipResult]:
+    """Synthesise every ``(speaker, sentence number, pool index)`` job, in this process or in ``workers``
+    spawned processes (one BLAS thread each); ``init`` = :func:`_init_worker`'s arguments."""
+    from tqdm import tqdm
+
+    results: list[ClipResult] = []
+    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
+    if workers == 1:
+        _init_worker(*init)
+        for job in jobs:
+            r = _run_clip(job)
+            results.append(r)
+            bar.update()
+            if on_clip:
+                on_clip(r)
+    else:
+        import multiprocessing as mp
+
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ.update({k: "1" for k in saved})
+        try:
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(
+                workers, initializer=_init_worker, initargs=(*init[:3], str(init[3]), init[4])
+            ) as pool:
+                for r in pool.imap_unordered(_run_clip, jobs, chunksize=1):
+                    results.append(r)
+                    bar.update()
+                    if on_clip:
+                        on_clip(r)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    bar.close()
+    return results
 
 
 def _write_speakers(out: Path, plans: list[SpeakerPlan], results: list[ClipResult]) -> None:

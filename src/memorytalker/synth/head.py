@@ -173,47 +173,15 @@ def _uv_sphere(center: np.ndarray, radius: float, n_lat: int = 8, n_lon: int = 1
     return np.array(verts), np.array(faces, dtype=np.int64)
 
 
-def make_head(
-    shape: HeadShape | None = None,
-    spacing: float = 0.0046,
-    n_front: int = 36,
-    n_back: int = 14,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Build the head: ``(vertices (V, 3) float32 metres, faces (F, 3) int64, {region: indices})``."""
-    sh = shape or HeadShape()
-    if spacing <= 0 or n_front < 16 or n_back < 6:
-        raise TopologyError("head resolution too small (spacing > 0, n_front >= 16, n_back >= 6)")
-    mouth_y = MOUTH_Y
-    rows, mouth_row = _resample_rows(spacing, spacing * 2.4, mouth_y)
-    cols = _columns(n_front, n_back)
-    nr, nc = len(rows), len(cols)
-    seg = np.linalg.norm(np.diff(_FRONT, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)]) / seg.sum()
-    yf = np.interp(rows, cum, _FRONT[:, 0])
-    zf = np.interp(rows, cum, _FRONT[:, 1])
-    yb = np.interp(rows, cum, _BACK[:, 0])
-    zb = np.interp(rows, cum, _BACK[:, 1])
-    half_w = np.interp(rows, cum, _WIDTH)
-    # shape factors: overall scale, jaw narrowing below the mouth
-    jaw_t = np.clip((mouth_y + 0.01 - yf) / 0.06, 0, 1)
-    half_w = half_w * sh.width * (1 + (sh.jaw_width - 1) * jaw_t)
-    yc, zc = (yf + yb) / 2, (zf + zb) / 2
-    u = cols[None, :]
-    cu, su = np.cos(u), np.sin(u)
-    e_front, e_back = 0.75, 0.9  # super-ellipse exponents: flatter face, rounder back
-    cf = np.sign(cu) * np.abs(cu) ** e_front
-    cb = np.sign(cu) * np.abs(cu) ** e_back
-    sx = np.sign(su) * np.abs(su) ** 0.9
-    front = cu >= 0
-    py = np.where(front, yc[:, None] + (yf - yc)[:, None] * cf, yc[:, None] + (yb - yc)[:, None] * (-cb))
-    pz = np.where(front, zc[:, None] + (zf - zc)[:, None] * cf, zc[:, None] + (zb - zc)[:, None] * (-cb))
-    px = half_w[:, None] * sx
-    # frontal feature displacement (along +z on the face, fading toward the sides)
-    x, y = px, py
+def _feature_displacement(
+    x: np.ndarray, y: np.ndarray, cu: np.ndarray, sh: HeadShape, mouth_y: float
+) -> np.ndarray:
+    """Frontal feature displacement (nose, eyes, brows, cheeks, lips, chin) of the surface grid, along its
+    normal, fading toward the sides (``cu`` = cosine of the column angle)."""
     wf = np.clip(cu, 0, 1) ** 1.5
     mw = 0.024 * sh.mouth_width  # mouth half-width
     lip = sh.lip_thickness
-    d = np.zeros_like(px)
+    d = np.zeros_like(x)
     nose_tip_y = -0.004 - 0.006 * (sh.nose_length - 1)
     ridge = np.clip((0.032 - y) / (0.032 - nose_tip_y), 0, 1)
     nose_w = 0.0065 * sh.nose_width * (1 + 0.6 * ridge)
@@ -240,18 +208,15 @@ def make_head(
     d -= 0.0010 * _bump(x, y, 0.0, mouth_y + 0.013, 0.003, 0.004)  # philtrum
     d += 0.0045 * sh.chin * _bump(x, y, 0.0, -0.077, 0.013, 0.010)  # chin
     d *= wf
-    # ears on the sides (lateral displacement)
-    ear = 0.012 * np.exp(-(((pz + 0.030) / 0.012) ** 2) - (((py - 0.012) / 0.02) ** 2)) * (np.abs(su) > 0.6)
-    # surface normal approximation: radial from the row centre in the (x, z) plane, plus z on the face
-    nx, nz = px / np.maximum(half_w[:, None], 1e-6), (pz - zc[:, None])
-    nz = nz / np.maximum(np.abs(zf - zc)[:, None], 1e-6)
-    nrm = np.sqrt(nx**2 + nz**2) + 1e-9
-    nx, nz = nx / nrm, nz / nrm
-    px = px + d * nx + ear * np.sign(px)
-    pz = pz + d * nz
-    py = (py - 0.0) * sh.height
-    pz = pz * sh.depth
-    grid = np.stack([px, py, pz], axis=-1)  # (nr, nc, 3)
+    return d
+
+
+def _grid_mesh(
+    grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, cum: np.ndarray, mouth_row: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(nr, nc, 3)`` surface grid as a closed mesh: the mouth slit (the lower lip's copy of the mouth
+    row), the crown cap, outward-facing triangles. Returns ``(vertices, faces)``."""
+    nr, nc = grid.shape[:2]
     verts = [grid.reshape(-1, 3)]
     idx = np.arange(nr * nc).reshape(nr, nc)
     # mouth slit: duplicate the mouth-row vertices strictly between the corners
@@ -289,7 +254,14 @@ def make_head(
     centre = np.array([0.0, 0.0, -0.035])
     if np.sum(np.einsum("ij,ij->i", nrm_f, tri.mean(1) - centre)) < 0:
         faces = faces[:, [0, 2, 1]]
-    # eyeballs: spheres in the sockets, protruding through the face surface
+    return v_all, faces
+
+
+def _eyeballs(
+    v_all: np.ndarray, ex: float, sh: HeadShape
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
+    """Spheres in the eye sockets, protruding through the face surface of the head ``v_all``: their
+    ``(vertices, faces)`` (indices after the head's) and their regions."""
     n_head = len(v_all)
     regions: dict[str, np.ndarray] = {}
     eye_parts = []
@@ -305,6 +277,59 @@ def make_head(
         start = n_head + sum(len(p[0]) for p in eye_parts)
         eye_parts.append((ev, ef + start))
         regions[name] = np.arange(start, start + len(ev))
+    return eye_parts, regions
+
+
+def make_head(
+    shape: HeadShape | None = None,
+    spacing: float = 0.0046,
+    n_front: int = 36,
+    n_back: int = 14,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Build the head: ``(vertices (V, 3) float32 metres, faces (F, 3) int64, {region: indices})``."""
+    sh = shape or HeadShape()
+    if spacing <= 0 or n_front < 16 or n_back < 6:
+        raise TopologyError("head resolution too small (spacing > 0, n_front >= 16, n_back >= 6)")
+    mouth_y = MOUTH_Y
+    rows, mouth_row = _resample_rows(spacing, spacing * 2.4, mouth_y)
+    cols = _columns(n_front, n_back)
+    seg = np.linalg.norm(np.diff(_FRONT, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)]) / seg.sum()
+    yf = np.interp(rows, cum, _FRONT[:, 0])
+    zf = np.interp(rows, cum, _FRONT[:, 1])
+    yb = np.interp(rows, cum, _BACK[:, 0])
+    zb = np.interp(rows, cum, _BACK[:, 1])
+    half_w = np.interp(rows, cum, _WIDTH)
+    # shape factors: overall scale, jaw narrowing below the mouth
+    jaw_t = np.clip((mouth_y + 0.01 - yf) / 0.06, 0, 1)
+    half_w = half_w * sh.width * (1 + (sh.jaw_width - 1) * jaw_t)
+    yc, zc = (yf + yb) / 2, (zf + zb) / 2
+    u = cols[None, :]
+    cu, su = np.cos(u), np.sin(u)
+    e_front, e_back = 0.75, 0.9  # super-ellipse exponents: flatter face, rounder back
+    cf = np.sign(cu) * np.abs(cu) ** e_front
+    cb = np.sign(cu) * np.abs(cu) ** e_back
+    sx = np.sign(su) * np.abs(su) ** 0.9
+    front = cu >= 0
+    py = np.where(front, yc[:, None] + (yf - yc)[:, None] * cf, yc[:, None] + (yb - yc)[:, None] * (-cb))
+    pz = np.where(front, zc[:, None] + (zf - zc)[:, None] * cf, zc[:, None] + (zb - zc)[:, None] * (-cb))
+    px = half_w[:, None] * sx
+    d = _feature_displacement(px, py, cu, sh, mouth_y)
+    # ears on the sides (lateral displacement)
+    ear = 0.012 * np.exp(-(((pz + 0.030) / 0.012) ** 2) - (((py - 0.012) / 0.02) ** 2)) * (np.abs(su) > 0.6)
+    # surface normal approximation: radial from the row centre in the (x, z) plane, plus z on the face
+    nx, nz = px / np.maximum(half_w[:, None], 1e-6), (pz - zc[:, None])
+    nz = nz / np.maximum(np.abs(zf - zc)[:, None], 1e-6)
+    nrm = np.sqrt(nx**2 + nz**2) + 1e-9
+    nx, nz = nx / nrm, nz / nrm
+    px = px + d * nx + ear * np.sign(px)
+    pz = pz + d * nz
+    py = (py - 0.0) * sh.height
+    pz = pz * sh.depth
+    grid = np.stack([px, py, pz], axis=-1)  # (nr, nc, 3)
+    v_all, faces = _grid_mesh(grid, rows, cols, cum, mouth_row)
+    n_head = len(v_all)
+    eye_parts, regions = _eyeballs(v_all, EYE_X * sh.eye_spacing, sh)
     v_all = np.vstack([v_all] + [p[0] for p in eye_parts]).astype(np.float32)
     faces = np.vstack([faces] + [p[1] for p in eye_parts])
     if shape is not None and shape != HeadShape():
