@@ -7,8 +7,9 @@ transformer, so the CTC logits come out one per mesh frame (or two, ``text_rate:
 
 Limits (docs/MODEL.md): the transformer attends over the whole input, so audio longer than
 ``chunk_seconds`` is processed at inference in windows with ``context_seconds`` of context per side; and
-base-size checkpoints normalise their first convolution over time (``feat_extract_norm="group"``), so a
-zero-padded clip in a batch is not bit-identical to the clip alone.
+base-size checkpoints normalise their first convolution over time (``feat_extract_norm="group"``): on the
+CPU, and in training with the feature cache, each clip's features come from its own samples (a padded batch
+equals the clips alone); one batched call on a GPU lets the padding into those statistics.
 """
 
 from __future__ import annotations
