@@ -288,14 +288,23 @@ def lip_gap_loss(
     below ``closed_below * unit`` (else 1), normalised by the mean weight so the term's scale does not
     depend on how often the lips close."""
     sub = _lip_subset(topology, gap=True, laplacian=False)
-    return _gap_term(sub.take(pred), sub.take(target), mask, sub, unit, closed_weight, closed_below)
+    return _gap_term(sub.take(pred), sub.take(target), mask, topology, sub, unit, closed_weight, closed_below)
 
 
-def _gap_term(pred, target, mask, sub: _LipSubset, unit, closed_weight: float, closed_below: float):
+def _gap_term(
+    pred,
+    target,
+    mask,
+    topology: FaceTopology,
+    sub: _LipSubset,
+    unit,
+    closed_weight: float,
+    closed_below: float,
+):
     """:func:`lip_gap_loss` on the subset's vertices ``(B, T, R, 3)``."""
-    g_pred = sub.gaps(pred, sub.gap_pairs) / unit
-    g_true = sub.gaps(target, sub.gap_pairs) / unit
-    mid = sub.gaps(target, sub.mid_pair)[..., 0] / unit
+    g_pred = signed_gaps(pred, topology, sub.gap_pairs) / unit
+    g_true = signed_gaps(target, topology, sub.gap_pairs) / unit
+    mid = signed_gaps(target, topology, sub.mid_pair)[..., 0] / unit
     m = mask.to(g_pred.dtype)
     w = (1.0 + closed_weight * (mid < closed_below).to(g_pred.dtype)) * m
     err = (g_pred - g_true).square().mean(-1)
@@ -313,20 +322,13 @@ class _LipSubset:
     (docs/BENCHMARKS.md); one gather scatters once."""
 
     cols: torch.Tensor  # (R,) vertex indices
-    up_axis: int
-    up_sign: float
-    gap_pairs: tuple[torch.Tensor, torch.Tensor] | None  # (P,), (P,) into cols
-    mid_pair: tuple[torch.Tensor, torch.Tensor] | None  # (1,), (1,)
+    gap_pairs: tuple[np.ndarray, np.ndarray] | None  # (P,), (P,) into cols: signed_gaps' pairs
+    mid_pair: tuple[np.ndarray, np.ndarray] | None  # (1,), (1,)
     lap: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # rows (L,), neighbours (L, K), weights
 
     def take(self, vertices: torch.Tensor) -> torch.Tensor:
         """``(B, T, V, 3)`` -> ``(B, T, R, 3)``."""
         return vertices.index_select(2, self.cols.to(vertices.device))
-
-    def gaps(self, local: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """``(B, T, P)`` signed gaps of the subset's vertices ``(B, T, R, 3)``."""
-        up, lo = (i.to(local.device) for i in pairs)
-        return self.up_sign * (local[:, :, up, self.up_axis] - local[:, :, lo, self.up_axis]).float()
 
 
 _SUBSETS: dict[tuple[int, bool, bool], tuple[FaceTopology, _LipSubset]] = {}
@@ -350,17 +352,16 @@ def _lip_subset(topology: FaceTopology, gap: bool, laplacian: bool) -> _LipSubse
         parts += [rows, nbr.reshape(-1)]
     cols = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
-    def local(idx: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.searchsorted(cols, idx).astype(np.int64))
+    def local(idx: np.ndarray) -> np.ndarray:
+        return np.searchsorted(cols, idx).astype(np.int64)
 
-    axes = topology.axes
     sub = _LipSubset(
         cols=torch.from_numpy(cols),
-        up_axis=axes.up,
-        up_sign=axes.up_sign,
         gap_pairs=(local(upper), local(lower)) if gap else None,
         mid_pair=(local(mid[0]), local(mid[1])) if gap else None,
-        lap=(local(rows), local(nbr), torch.from_numpy(w)) if laplacian else None,
+        lap=(torch.from_numpy(local(rows)), torch.from_numpy(local(nbr)), torch.from_numpy(w))
+        if laplacian
+        else None,
     )
     _SUBSETS[key] = (topology, sub)
     return sub
@@ -393,9 +394,6 @@ def laplacian_operator(
         nbr[r, : b - a] = both[a:b, 1]
         w[r, : b - a] = 1.0 / (b - a)
     return rows, nbr, w
-
-
-_LAPLACIANS: dict[int, tuple[FaceTopology, tuple[torch.Tensor, ...]]] = {}
 
 
 def lip_laplacian_loss(
@@ -464,7 +462,8 @@ def compute_losses(
         if want_mse or want_vel:
             take = sub.cols if sub is not None and pred is output.vertices else None
             mse, vel, local = _vertex_errors(pred, target, mask, want_vel, take)
-            local_pred = local if local is not None else local_pred
+            if local is not None:
+                local_pred = local
             if want_mse:
                 terms[mse_key] = mse * inv_sq
             if want_vel:
@@ -487,7 +486,14 @@ def compute_losses(
         local_target = sub.take(target)
         if gap:
             terms["gap"] = _gap_term(
-                local_pred, local_target, mask, sub, unit, weights.gap_closed_weight, weights.gap_closed_below
+                local_pred,
+                local_target,
+                mask,
+                topology,
+                sub,
+                unit,
+                weights.gap_closed_weight,
+                weights.gap_closed_below,
             )
         if laplacian:
             terms["laplacian"] = _laplacian_term(local_pred, local_target, mask, sub, unit)
