@@ -481,9 +481,7 @@ def _run_jobs(
         os.environ.update({k: "1" for k in saved})
         try:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(
-                workers, initializer=_init_worker, initargs=(*init[:3], str(init[3]), init[4])
-            ) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
                 for r in pool.imap_unordered(_run_clip, jobs, chunksize=1):
                     results.append(r)
                     bar.update()

@@ -58,7 +58,7 @@ class ClipFeatureCache:
         self.misses += 1
         out = compute().detach()
         stored = out.to("cpu", self.dtype or out.dtype)
-        if stored is out:
+        if stored is out:  # own storage: a view would keep its whole base tensor alive
             stored = out.clone()
         size = stored.numel() * stored.element_size()
         if size > self.budget:
