@@ -12,14 +12,16 @@ are not comparable).
 
     .venv/bin/python benchmarks/bench_training.py [--config configs/synthetic.yaml] [--batch-sizes 1 8]
         [--stages memorizing animating] [--steps 8] [--warmup 2] [--warmup-seconds 3] [--threads N]
-        [--device cuda] [--bf16] [--random-data SECONDS] [--random-vertices V] [--random-hf] [key=value ...]
+        [--device cuda] [--bf16] [--random-data SECONDS] [--random-vertices V] [--random-hf] [--profile N]
+        [key=value ...]
 
 ``--random-data 4`` replaces the dataset by random clips of that many seconds (audio, motion around a random
 template of ``--random-vertices`` vertices at the topology's fps, phoneme labels): throughput does not depend on
 the content, so GPU machines without the corpus can be measured. ``--random-hf`` swaps a Hugging Face backbone
 name for a randomly initialised model of the same architecture saved to a temporary folder (nothing
 downloads). ``--device cuda`` trains on the GPU (timings synchronised); ``--bf16`` uses bf16 autocast, as
-``engine.precision: auto`` does on CUDA.
+``engine.precision: auto`` does on CUDA. ``--profile N`` then profiles N more steps and prints the operators
+by self CPU time (torch.profiler).
 """
 
 from __future__ import annotations
@@ -150,6 +152,13 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
     later = _timed_pass(step, batches[warmup:])  # the same clips again: what every later epoch costs
     elapsed = first["time_s"] + later["time_s"]
     busy1, own1 = _cpu_busy(), _own_cpu()
+    if args.profile:  # where a (warm) step's time goes, by operator
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches[warmup : warmup + args.profile]:
+                step(batch)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
     others = None
     if busy0 is not None and busy1 is not None:
         cpus = os.cpu_count() or 1
@@ -206,6 +215,9 @@ def main() -> None:
     ap.add_argument("--random-data", type=float, default=None, metavar="SECONDS", help="random clips")
     ap.add_argument("--random-vertices", type=int, default=5023, help="vertices of the random topology")
     ap.add_argument("--random-hf", action="store_true", help="random Hugging Face backbone (no download)")
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="then profile N steps (torch.profiler)"
+    )
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     if args.threads:

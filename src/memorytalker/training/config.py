@@ -206,9 +206,9 @@ class OptimConfig:
         max_steps: stop after this many optimizer steps (None = the stage's ``max_epochs`` decides).
         optimizer: ``adam`` (the paper's) or ``adamw``.
         betas, weight_decay: optimizer settings.
-        fused: use the optimizer's fused kernel (one pass per parameter tensor for the whole update; on a
-            2-core CPU 4.5x faster than the per-parameter loop for wav2vec2-base's 95 M parameters, the
-            same update up to float rounding; docs/BENCHMARKS.md). False = PyTorch's default loop.
+        fused: use the optimizer's fused kernel (one pass per parameter tensor for the whole update, the
+            same update up to float rounding; faster on CPU, docs/BENCHMARKS.md). False = PyTorch's
+            default per-parameter loop.
         grad_clip: clip the global gradient norm to this value (None = no clipping).
         warmup_steps: linear learning-rate warm-up over this many optimizer steps (0 = constant lr).
         schedule: after warm-up, ``constant`` (the paper's) or ``cosine`` (decay to ``min_lr_ratio * lr`` at the
