@@ -35,10 +35,16 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, T, D)``, ``text`` ``(B, r T, D)``, ``valid`` ``(B, T)`` -> ``(B, T, D)``."""
-        x = self.norm1(x + self.dropout1(self.self_attn(x, valid)))
+        return self.after_self_attention(x, self.self_attn(x, valid), text)
+
+    def after_self_attention(
+        self, x: torch.Tensor, attended: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """The rest of the layer given the self-attention's output ``attended`` ``(B, T, D)``: residual and
+        norm, aligned cross-attention to ``text``, feed-forward."""
+        x = self.norm1(x + self.dropout1(attended))
         x = self.norm2(x + self.dropout2(self.multihead_attn(x, text)))
-        x = self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
-        return x
+        return self.norm3(x + self.dropout3(self.linear2(self.dropout(F.relu(self.linear1(x))))))
 
 
 class MotionDecoder(nn.Module):

@@ -73,7 +73,25 @@ def band_attention(
     return out.reshape(b, h, nb * w, dh)[:, :, :t]
 
 
-class LocalSelfAttention(nn.Module):
+class AttentionProjections(nn.Module):
+    """The parameters of ``nn.MultiheadAttention`` (``in_proj_weight``, ``in_proj_bias``, ``out_proj``) and its
+    initialisation, shared by this package's attention modules so their state dicts match PyTorch's layers.
+    ``dropout`` is the output dropout rate the subclass applies in training."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by heads {heads}")
+        self.dim, self.heads = dim, heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = float(dropout)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+
+class LocalSelfAttention(AttentionProjections):
     """Multi-head self-attention restricted to ``+-window`` frames, with key padding masks.
 
     Parameter names and layout are those of ``nn.MultiheadAttention`` (``in_proj_weight``, ``in_proj_bias``,
@@ -82,16 +100,8 @@ class LocalSelfAttention(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, window: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by heads {heads}")
-        self.dim, self.heads, self.window = dim, heads, int(window)
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
-        self.out_proj = nn.Linear(dim, dim)
-        self.dropout = float(dropout)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
+        super().__init__(dim, heads, dropout)
+        self.window = int(window)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` ``(B, T, D)``, ``valid`` ``(B, T)`` -> ``(B, T, D)``."""
@@ -107,25 +117,13 @@ class LocalSelfAttention(nn.Module):
         return self.out_proj(out)
 
 
-class AlignedCrossAttention(nn.Module):
+class AlignedCrossAttention(AttentionProjections):
     """Cross-attention with FaceFormer's alignment mask: mesh frame ``t`` sees only text frames
     ``r t ... r t + r - 1`` (``r`` = 1, or 2 for the BIWI variant).
 
     With ``r = 1`` the single allowed key gets weight 1, so the output is ``out_proj(value(text_t))``:
     exactly what masked dense attention computes, at linear cost. ``nn.MultiheadAttention`` parameter layout.
     """
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"width {dim} is not divisible by heads {heads}")
-        self.dim, self.heads = dim, heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
-        self.out_proj = nn.Linear(dim, dim)
-        self.dropout = float(dropout)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, T, D)`` queries, ``text`` ``(B, r T, D)`` -> ``(B, T, D)``."""

@@ -23,9 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from memorytalker.data.audio import SAMPLE_RATE
-from memorytalker.errors import ConfigError, TopologyError
-from memorytalker.models.backbones import TextBackbone, build_backbone
+from memorytalker.errors import ConfigError
+from memorytalker.models.common import SpeechToFace, fps_period
 from memorytalker.models.config import ModelConfig
 from memorytalker.models.decoder import MotionDecoder
 from memorytalker.models.layers import lengths_to_mask
@@ -82,18 +81,7 @@ class MemoryTalkerOutput:
     style_negative: torch.Tensor | None = None
 
 
-def _fps_period(topology: FaceTopology, period: int) -> int:
-    if period > 0:
-        return int(period)
-    p = int(round(topology.fps))
-    if p < 1:
-        raise ConfigError(
-            f"topology {topology.name!r} fps {topology.fps} gives no positional-encoding period"
-        )
-    return p
-
-
-class MemoryTalker(nn.Module):
+class MemoryTalker(SpeechToFace):
     """Speech -> per-frame vertices, personalised by a motion memory stylised from the same audio.
 
     Args:
@@ -102,15 +90,9 @@ class MemoryTalker(nn.Module):
     """
 
     def __init__(self, cfg: ModelConfig, topology: FaceTopology) -> None:
-        super().__init__()
-        cfg.validate()
-        self.cfg = cfg
-        self.topology = topology
-        self.fps = float(topology.fps)
-        self.text_rate = 2 if cfg.backbone.text_rate == "double" else 1
+        super().__init__(cfg, topology)
         d = cfg.memory.width
         v = topology.num_vertices
-        self.backbone: TextBackbone = build_backbone(cfg.backbone)
         self.slots = cfg.check_slots(self.backbone.vocab_size)
         self.text_proj = nn.Linear(self.slots, d)  # psi
         self.memory: MotionMemory | None = None
@@ -118,28 +100,19 @@ class MemoryTalker(nn.Module):
         if cfg.memory.enabled:
             self.memory = MotionMemory(self.slots, d, cfg.memory.kappa)
             self.motion_encoder = nn.Linear(3 * v, d)  # E_m
-        # The motion unit (``ModelConfig.motion_scale``): E_m reads displacements in it, the head writes them.
-        scale = 1.0 if cfg.motion_scale is None else float(cfg.motion_scale)
-        self.register_buffer("motion_scale", torch.tensor(scale, dtype=torch.float32))
         self.style: StyleEncoder | None = StyleEncoder(cfg.style, self.slots) if cfg.style.enabled else None
         dc = cfg.decoder
         self.decoder = MotionDecoder(
             fusion_in=2 * d if cfg.memory.enabled else d,
             dim=d,
             num_vertices=v,
-            period=_fps_period(topology, dc.period),
+            period=fps_period(topology, dc.period),
             layers=dc.layers,
             heads=dc.heads,
             ffn=dc.ffn,
             window=dc.window,
             dropout=dc.dropout,
         )
-
-    def set_motion_scale(self, value: float) -> None:
-        """Set the motion unit (a training run that starts from scratch measures it on its data)."""
-        if not (value > 0 and torch.isfinite(torch.tensor(value))):
-            raise ConfigError(f"motion scale must be a positive finite number, got {value}")
-        self.motion_scale.fill_(float(value))
 
     # ------------------------------------------------------------------ groups
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -158,55 +131,6 @@ class MemoryTalker(nn.Module):
         return groups
 
     # ------------------------------------------------------------------ pieces
-    def frames_for(self, audio_lengths: torch.Tensor) -> torch.Tensor:
-        """Mesh frames of clips of ``audio_lengths`` samples: ``round(S / 16000 * fps)`` (>= 1), as
-        :func:`memorytalker.data.audio.num_frames`."""
-        frames = torch.round(audio_lengths.double() / SAMPLE_RATE * self.fps).long()
-        return frames.clamp(min=1)
-
-    def _check_templates(self, templates: torch.Tensor) -> None:
-        v = self.topology.num_vertices
-        if templates.dim() != 3 or templates.shape[1:] != (v, 3):
-            raise TopologyError(
-                f"templates have shape {tuple(templates.shape)}: expected (B, {v}, 3) for topology "
-                f"{self.topology.name!r} ({v} vertices)"
-            )
-
-    def text_logits(
-        self,
-        audio: torch.Tensor,
-        audio_lengths: torch.Tensor,
-        frame_lengths: torch.Tensor,
-        num_frames: int,
-        chunked: bool = False,
-    ) -> torch.Tensor:
-        """Backbone CTC logits ``(B, r T, M)`` of normalised audio; ``chunked`` runs backbones with a
-        window size in overlapping windows when the audio is longer than that."""
-        r = self.text_rate
-        text_lengths = frame_lengths * r
-        n_text = num_frames * r
-        bb = self.backbone
-        chunk = bb.chunk_samples
-        if not chunked or chunk is None or audio.shape[-1] <= chunk + 2 * bb.context_samples:
-            return bb(audio, audio_lengths, text_lengths, n_text)
-        rate = self.fps * r  # text frames per second
-        win = max(1, int(round(chunk / SAMPLE_RATE * rate)))
-        ctx = int(round(bb.context_samples / SAMPLE_RATE * rate))
-        out = audio.new_zeros(audio.shape[0], n_text, bb.vocab_size)
-        for b in range(audio.shape[0]):
-            n_b, s_b = int(text_lengths[b]), int(audio_lengths[b])
-            for f0 in range(0, n_b, win):
-                f1 = min(n_b, f0 + win)
-                s0, e0 = max(0, f0 - ctx), min(n_b, f1 + ctx)
-                a0 = min(s_b - 1, int(round(s0 * SAMPLE_RATE / rate)))
-                a1 = max(a0 + 1, min(s_b, int(round(e0 * SAMPLE_RATE / rate))))
-                seg = audio[b : b + 1, a0:a1]
-                seg_len = torch.tensor([a1 - a0], device=audio.device)
-                n_seg = torch.tensor([e0 - s0], device=audio.device)
-                logits = bb(seg, seg_len, n_seg, e0 - s0)
-                out[b, f0:f1] = logits[0, f0 - s0 : f1 - s0]
-        return out
-
     def frame_logits(self, logits: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Text-frame CTC logits ``(B, r T, M)`` -> one per mesh frame ``(B, T, M)`` (the mean of each
         frame's ``r`` text frames): what the key route addresses the memory with."""
@@ -281,21 +205,8 @@ class MemoryTalker(nn.Module):
                 ``batch.vertices`` and the memory. Training runs it when the stage's loss weighs it
                 (:attr:`memorytalker.models.losses.LossWeights.teacher_forcing`).
         """
-        audio = batch.audio
+        audio, audio_lengths, templates, vertices, frame_lengths, num_frames = self.batch_inputs(batch)
         dev = audio.device
-        audio_lengths = batch.audio_lengths.to(dev)
-        templates = batch.templates.to(dev)
-        self._check_templates(templates)
-        vertices = getattr(batch, "vertices", None)
-        frame_lengths = getattr(batch, "frame_lengths", None)
-        if frame_lengths is None:
-            frame_lengths = self.frames_for(audio_lengths)
-        frame_lengths = frame_lengths.to(dev).long()
-        num_frames = int(vertices.shape[1]) if vertices is not None else int(frame_lengths.max())
-        if int(frame_lengths.max()) > num_frames:
-            raise ValueError(
-                f"frame_lengths max {int(frame_lengths.max())} exceeds the {num_frames} vertex frames"
-            )
         audio_n = normalize_waveform(audio.float(), audio_lengths)
         out = self._decode(
             audio,
@@ -337,23 +248,12 @@ class MemoryTalker(nn.Module):
         Returns:
             ``(B, T, V, 3)``; frames past a clip's length hold its template.
         """
-        dev = audio.device
-        audio_lengths = audio_lengths.to(dev).long()
-        templates = templates.to(dev)
-        self._check_templates(templates)
-        frame_lengths = self.frames_for(audio_lengths) if num_frames is None else num_frames.to(dev).long()
-        t = int(frame_lengths.max())
-        was_training = self.training
-        self.eval()
-        try:
+
+        def decode(audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, t: int) -> torch.Tensor:
             audio_n = normalize_waveform(audio.float(), audio_lengths)
-            out = self._decode(
-                audio, audio_n, audio_lengths, templates.float(), frame_lengths, t, None, False, True
-            )
-        finally:
-            self.train(was_training)
-        pred = out["vertices"]
-        valid = out["frame_mask"]
-        if bool(valid.all()):
-            return pred
-        return torch.where(valid[:, :, None, None], pred, templates.unsqueeze(1).to(pred.dtype))
+            tpl = templates.to(audio.device).float()
+            return self._decode(audio, audio_n, audio_lengths, tpl, frame_lengths, t, None, False, True)[
+                "vertices"
+            ]
+
+        return self.run_predict(audio, audio_lengths, templates, num_frames, decode)
