@@ -23,6 +23,11 @@ Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
 * ``style``: triplet margin loss on ``g(f_s)`` of anchor / positive / negative (eq. 13).
 * ``ctc``: CTC loss of the backbone logits on the phoneme targets (clips with labels only; per-clip loss
   divided by target length, averaged).
+* ``lipread_feature`` (SelfTalk): mean squared error of the lip reader's features against the speech
+  recogniser's (``output.lip_features`` vs ``output.recognizer``, over valid text frames).
+* ``lipread_ctc`` (SelfTalk): CTC loss of the lip reader's logits on the recogniser's transcript: the
+  clip's phoneme labels when it has them and the vocabulary is the phoneme one, else the greedy CTC decoding
+  of the recogniser's logits (:func:`greedy_transcript`).
 
 Stage presets: stage 1 = mse + velocity (+ teacher) + 0.01 (mem + align) + ctc; stage 2 = mse + velocity +
 0.01 (lip + style); no-memory ablation = mse + velocity (+ ctc).
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 
 from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
+from memorytalker.models.layers import lengths_to_mask
 from memorytalker.topology import FaceTopology
 
 TERMS = (
@@ -54,6 +60,8 @@ TERMS = (
     "laplacian",
     "style",
     "ctc",
+    "lipread_feature",
+    "lipread_ctc",
 )
 
 
@@ -72,6 +80,8 @@ class LossWeights:
     laplacian: float = 0.0
     style: float = 0.0
     ctc: float = 1.0
+    lipread_feature: float = 0.0
+    lipread_ctc: float = 0.0
     triplet_margin: float = 1.0
     gap_closed_weight: float = 4.0
     gap_closed_below: float = 0.3
@@ -260,6 +270,50 @@ def ctc_loss(
         reduction="mean",
         zero_infinity=True,
     )
+
+
+def greedy_transcript(
+    logits: torch.Tensor, lengths: torch.Tensor, blank: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy CTC decoding of ``logits`` ``(B, A, M)`` (valid for ``lengths`` frames): per frame the best
+    symbol, repeats merged, blanks dropped. Returns zero-padded targets ``(B, L)`` and their lengths ``(B,)``."""
+    best = logits.argmax(-1)  # (B, A)
+    valid = lengths_to_mask(lengths.to(best.device), best.shape[1])
+    prev = torch.nn.functional.pad(best, (1, 0), value=blank)[:, :-1]
+    keep = valid & (best != blank) & (best != prev)
+    counts = keep.sum(1)
+    out = torch.zeros(
+        best.shape[0],
+        max(int(counts.max()) if counts.numel() else 0, 1),
+        dtype=torch.long,
+        device=best.device,
+    )
+    for b in range(best.shape[0]):
+        sym = best[b][keep[b]]
+        out[b, : sym.numel()] = sym
+    return out, counts
+
+
+def _lipread_terms(output: Any, batch: Any, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """SelfTalk's lip-reading consistency terms (empty when the output has no lip reader)."""
+    terms: dict[str, torch.Tensor] = {}
+    if getattr(output, "lip_logits", None) is None:
+        return terms
+    lengths = output.ctc_lengths.to(output.lip_logits.device)
+    mask = lengths_to_mask(lengths, output.lip_logits.shape[1])
+    if weights.lipread_feature > 0:
+        err = (output.lip_features.float() - output.recognizer.float()).square().mean(-1)
+        terms["lipread_feature"] = _masked_frame_mean(err, mask)
+    if weights.lipread_ctc > 0:
+        targets = getattr(batch, "phoneme_targets", None)
+        t_lengths = getattr(batch, "phoneme_lengths", None)
+        phonemes = output.lip_logits.shape[-1] == len(CTC_VOCAB)
+        if not (phonemes and targets is not None and t_lengths is not None and bool((t_lengths > 0).all())):
+            targets, t_lengths = greedy_transcript(output.recognizer, lengths)
+        value = ctc_loss(output.lip_logits, lengths, targets.to(lengths.device), t_lengths.to(lengths.device))
+        if value is not None:
+            terms["lipread_ctc"] = value
+    return terms
 
 
 def signed_gaps(vertices: torch.Tensor, topology: FaceTopology, pairs=None) -> torch.Tensor:
@@ -523,6 +577,8 @@ def compute_losses(
         )
         if value is not None:
             terms["ctc"] = value
+    if weights.lipread_feature > 0 or weights.lipread_ctc > 0:
+        terms.update(_lipread_terms(output, batch, weights))
     total = sum(
         (getattr(weights, k) * v for k, v in terms.items()), torch.zeros((), device=output.vertices.device)
     )
