@@ -119,6 +119,8 @@ class Animator:
         checkpoint: a checkpoint from ``memorytalker train`` (None = the bundled default model).
         device: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``
             (:func:`memorytalker.device.resolve_device`: a device this machine lacks is a clear error).
+        condition: for a speaker-conditioned model (FaceFormer's one-hot), the training speaker whose style
+            it animates in (None = the model's default condition); an error for other models.
 
     Attributes:
         topology: the model's :class:`FaceTopology` (``faces`` for rendering, reference mesh).
@@ -126,8 +128,11 @@ class Animator:
         model, config: the :class:`~memorytalker.models.memorytalker.MemoryTalker` and its config.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(
+        self, checkpoint: str | Path | None = None, device: str = "auto", condition: str | None = None
+    ) -> None:
         from memorytalker.device import resolve_device
+        from memorytalker.errors import ConfigError
         from memorytalker.models.loaders import load_model
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
@@ -135,6 +140,12 @@ class Animator:
         self.device = resolve_device(device)
         self.model, self.topology, self.config = load_model(path, self.device)
         self.model.eval()
+        if condition is not None:
+            if not getattr(self.model, "num_conditions", 0):
+                raise ConfigError(
+                    f"condition {condition!r}: the {self.model.cfg.kind} model of {path} takes no speaker condition"
+                )
+            self.model.default_condition = self.model.condition_index(condition)
 
     @property
     def fps(self) -> float:

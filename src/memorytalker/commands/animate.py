@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_device_argument(parser)
     parser.add_argument("--size", type=int, default=512, help="video size in pixels (default 512)")
+    parser.add_argument(
+        "--condition",
+        default=None,
+        help="speaker-conditioned models (FaceFormer): the training speaker whose style to animate in "
+        "(default: the model's default condition)",
+    )
 
 
 def output_names(paths: list[Path]) -> list[str]:
@@ -105,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
                     f"writing {out_dir / (name + ext)} would overwrite the input recording {src}; choose "
                     "another --out folder"
                 )
-    animator = Animator(args.checkpoint, device=args.device)
+    animator = Animator(args.checkpoint, device=args.device, condition=args.condition)
     template = load_template(args.template, animator.topology)
     for src, name in tqdm(list(zip(sources, names)), desc="animate", unit="file"):
         result = animate_to_files(animator, src, out_dir, name, template=template, options=options)

@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot-clips", type=int, default=3, help="clips in the lip-opening plot (0 = no plot)"
     )
+    parser.add_argument(
+        "--conditions",
+        default="all",
+        help="speaker-conditioned models (FaceFormer): clips of speakers outside training are predicted under "
+        "every training speaker's condition and the metrics averaged ('all', the published protocol), under "
+        "the model's default condition ('default'), or under one named training speaker (default: all)",
+    )
     add_device_argument(parser)
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -46,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         max_clips=args.max_clips,
+        conditions=args.conditions,
     )
     print(format_report(report))
     print(

@@ -102,6 +102,30 @@ def plot_lip_opening(
     return out
 
 
+#: ``conditions`` of :func:`predict_split` besides a training speaker's name.
+CONDITION_PROTOCOLS = ("all", "default")
+
+
+def clip_conditions(model: Any, subject: str, conditions: str) -> list[tuple[str | None, int | None]]:
+    """The ``(speaker, index)`` conditions a clip of ``subject`` is predicted under: ``[(None, None)]`` for
+    a model without conditions; for a speaker-conditioned one (FaceFormer's one-hot), a training speaker's
+    clip under its own condition and another speaker's clip under ``conditions``: ``all`` = every training
+    speaker (the published protocol: its metrics are averaged over them), ``default`` = the model's default
+    condition, or one training speaker's name."""
+    n = int(getattr(model, "num_conditions", 0))
+    if n == 0:
+        return [(None, None)]
+    speakers = list(model.speakers)
+    if subject in speakers:
+        return [(subject, speakers.index(subject))]
+    if conditions == "all":
+        return list(zip(speakers, range(n)))
+    if conditions == "default":
+        i = int(model.default_condition)
+        return [(speakers[i], i)]
+    return [(conditions, model.condition_index(conditions))]
+
+
 def predict_split(
     model: Any,
     index: Any,
@@ -109,8 +133,14 @@ def predict_split(
     device: str = "cpu",
     progress: bool = True,
     max_clips: int | None = None,
+    conditions: str = "all",
 ) -> list[ClipPrediction]:
-    """Predict every clip of ``split`` (``model.predict`` with the clip's audio and subject template)."""
+    """Predict every clip of ``split`` (``model.predict`` with the clip's audio and subject template).
+
+    A speaker-conditioned model predicts each clip under :func:`clip_conditions`; a clip predicted under
+    several conditions gives one :class:`ClipPrediction` per condition, ``clip_id`` ``<clip>@<speaker>``
+    (each with the clip's frames, so pooled and per-subject metrics average over the conditions).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -124,18 +154,28 @@ def predict_split(
             audio = torch.from_numpy(wave)[None].to(device)
             gt = index.load_vertices(rec)
             template = index.template(rec.subject)
-            pred = model.predict(
-                audio,
-                torch.tensor([audio.shape[1]], device=device),
-                torch.from_numpy(template)[None].to(device),
-                num_frames=torch.tensor([gt.shape[0]], device=device),
-            )
-            pred_np = pred[0].float().cpu().numpy()
-            out.append(
-                ClipPrediction(
-                    rec.clip_id, rec.subject, pred_np, gt, template, index.load_phonemes(rec), wave
+            chosen = clip_conditions(model, rec.subject, conditions)
+            for speaker, cond in chosen:
+                extra = {} if cond is None else {"conditions": torch.tensor([cond], device=device)}
+                pred = model.predict(
+                    audio,
+                    torch.tensor([audio.shape[1]], device=device),
+                    torch.from_numpy(template)[None].to(device),
+                    num_frames=torch.tensor([gt.shape[0]], device=device),
+                    **extra,
                 )
-            )
+                cid = rec.clip_id if len(chosen) == 1 else f"{rec.clip_id}@{speaker}"
+                out.append(
+                    ClipPrediction(
+                        cid,
+                        rec.subject,
+                        pred[0].float().cpu().numpy(),
+                        gt,
+                        template,
+                        index.load_phonemes(rec),
+                        wave,
+                    )
+                )
     return out
 
 
@@ -373,6 +413,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
     max_clips: int | None = None,
+    conditions: str = "all",
 ) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of dataset ``data``; write the JSON report (and PNG plot).
 
@@ -384,6 +425,8 @@ def evaluate_checkpoint(
         pred_dir: also save each prediction as ``<pred_dir>/<clip>.npy`` ``(T, V, 3)`` float32.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
         max_clips: score only the first N clips (quick checks).
+        conditions: for a speaker-conditioned model (FaceFormer), the condition of clips of speakers
+            outside its training set (:func:`clip_conditions`: ``all``, ``default`` or a speaker name).
 
     Returns:
         The report dict (also written to ``out``).
@@ -400,7 +443,11 @@ def evaluate_checkpoint(
         raise DatasetError(
             f"dataset {data} delivers {index.fps:g} fps but checkpoint {checkpoint} was trained at {topology.fps:g} fps"
         )
-    clips = predict_split(model, index, split, device=device, progress=progress, max_clips=max_clips)
+    if conditions not in CONDITION_PROTOCOLS and getattr(model, "num_conditions", 0):
+        model.condition_index(conditions)  # a clear error for a name that is not a training speaker
+    clips = predict_split(
+        model, index, split, device=device, progress=progress, max_clips=max_clips, conditions=conditions
+    )
     if pred_dir is not None:
         pdir = Path(pred_dir)
         pdir.mkdir(parents=True, exist_ok=True)
@@ -425,10 +472,16 @@ def evaluate_checkpoint(
         "step": ckpt.get("step"),
         "val_metrics": ckpt.get("val_metrics"),
     }
+    if getattr(model, "num_conditions", 0):
+        report["conditions"] = {
+            "protocol": conditions,
+            "speakers": list(model.speakers),
+            "predictions": len(clips),
+        }
     report["data"] = {
         "root": str(data),
         "split": split,
-        "clips": len(clips),
+        "clips": len({c.clip_id.split("@", 1)[0] for c in clips}),
         "fps": index.fps,
         "units": index.units,
     }

@@ -1,6 +1,7 @@
 """Model kinds: ``model.kind`` selects the architecture a :class:`~memorytalker.models.config.ModelConfig`
-builds. One kind is registered today, ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`);
-another architecture is added as a kind (a builder here plus its config section), not as a fork of the
+builds: ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`) and ``faceformer``
+(:class:`~memorytalker.models.faceformer.FaceFormer`) and ``selftalk``
+(:class:`~memorytalker.models.selftalk.SelfTalk`; docs/MODELS.md). Another architecture is added as a kind (a builder here plus its config section), not as a fork of the
 trainer, the inference API or the server, which only use the :class:`TalkingFaceModel` contract below.
 """
 
@@ -29,12 +30,16 @@ class TalkingFaceModel(Protocol):
     * ``forward(batch, teacher_forcing=False)`` -> an output with ``vertices`` ``(B, T, V, 3)`` and
       ``frame_mask`` ``(B, T)`` (plus what its losses read);
     * ``predict(audio (B, S), audio_lengths (B,), templates (B, V, 3), num_frames=None) -> (B, T, V, 3)``:
-      inference from audio and neutral templates only.
+      inference from audio and neutral templates only;
+    * ``num_conditions``: 0 for audio-only kinds; a kind conditioned on one of its training speakers
+      (FaceFormer's one-hot) has that many, lists them in ``speakers``, and its ``predict`` also takes
+      ``conditions`` ``(B,)`` (indices; None = its default condition).
     """
 
     cfg: Any
     topology: Any
     motion_scale: torch.Tensor
+    num_conditions: int
 
     def set_motion_scale(self, value: float) -> None: ...
 
@@ -55,9 +60,25 @@ def _memorytalker(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
     return MemoryTalker(cfg, topology)
 
 
+def _faceformer(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+    from memorytalker.models.faceformer import FaceFormer
+
+    return FaceFormer(cfg, topology)
+
+
+def _selftalk(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+    from memorytalker.models.selftalk import SelfTalk
+
+    return SelfTalk(cfg, topology)
+
+
 #: ``model.kind`` -> builder ``(ModelConfig, FaceTopology) -> model``. Its keys are
 #: :data:`memorytalker.models.config.MODEL_KINDS`.
-BUILDERS: dict[str, Callable[[ModelConfig, FaceTopology], TalkingFaceModel]] = {"memorytalker": _memorytalker}
+BUILDERS: dict[str, Callable[[ModelConfig, FaceTopology], TalkingFaceModel]] = {
+    "memorytalker": _memorytalker,
+    "faceformer": _faceformer,
+    "selftalk": _selftalk,
+}
 
 
 def build_model(cfg: ModelConfig, topology: FaceTopology, load_pretrained: bool = True) -> TalkingFaceModel:

@@ -13,7 +13,9 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
-MODEL_KINDS = ("memorytalker",)
+MODEL_KINDS = ("memorytalker", "faceformer", "selftalk")
+#: How a ``faceformer`` model is trained: on its own previous outputs (as published) or teacher-forced.
+FACEFORMER_TRAINING = ("autoregressive", "teacher_forcing")
 #: Backbone kinds.
 BACKBONE_KINDS = ("compact", "huggingface", "whisper")
 #: How text frames map to mesh frames: one text frame per mesh frame (FaceFormer's VOCASET interpolation),
@@ -232,12 +234,114 @@ class DecoderConfig:
 
 
 @dataclass
+class FaceFormerConfig:
+    """The ``faceformer`` kind (FaceFormer, CVPR'22; docs/MODELS.md): an autoregressive transformer decoder
+    over motion with the periodic ALiBi-style causal bias, the one-frame alignment to the audio, periodic
+    positional encoding and a one-hot speaker embedding added to every motion input.
+
+    Attributes:
+        width: feature width (published: 64 on VOCASET, 128 on BIWI).
+        layers, heads: decoder layers (published 1) and attention heads (published 4).
+        ffn: feed-forward width (0 = ``2 * width``, as published).
+        dropout: decoder dropout (``nn.TransformerDecoderLayer``'s 0.1).
+        period: PPE and bias period in frames (0 = the topology's fps: 30 VOCASET, 25 BIWI).
+        attention_frames: how many past frames (itself included) a frame's self-attention sees: the
+            published biased mask is built for 600 frames; here any length runs, each frame attending to the
+            last ``attention_frames`` of them (clips up to this length are exactly the published mask).
+        speakers: the training speakers of the one-hot condition, in index order. Empty = the training
+            run fills in its training split's speakers (stored in the checkpoint).
+        condition: the speaker whose style inference uses when none is given (None = the first of
+            ``speakers``); unseen speakers have no one-hot, so ``evaluate --conditions all`` averages over
+            every training speaker (docs/MODELS.md).
+        training: ``autoregressive`` (as published: each frame's input is the model's own previous output)
+            or ``teacher_forcing`` (the ground truth's previous frame; much faster, one decoder pass).
+    """
+
+    width: int = 64
+    layers: int = 1
+    heads: int = 4
+    ffn: int = 0
+    dropout: float = 0.1
+    period: int = 0
+    attention_frames: int = 600
+    speakers: list[str] = field(default_factory=list)
+    condition: str | None = None
+    training: str = "autoregressive"
+
+    def validate(self) -> None:
+        for name in ("width", "layers", "heads", "attention_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.faceformer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ConfigError(
+                f"model.faceformer.width={self.width} is not divisible by model.faceformer.heads={self.heads}"
+            )
+        if self.ffn < 0 or self.period < 0:
+            raise ConfigError("model.faceformer.ffn and model.faceformer.period must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.faceformer.dropout must be in [0, 1), got {self.dropout}")
+        if self.training not in FACEFORMER_TRAINING:
+            raise ConfigError(
+                f"model.faceformer.training must be one of {list(FACEFORMER_TRAINING)}, got {self.training!r}"
+            )
+        if len(set(self.speakers)) != len(self.speakers):
+            raise ConfigError(f"model.faceformer.speakers has duplicates: {self.speakers}")
+        if self.condition is not None and self.speakers and self.condition not in self.speakers:
+            raise ConfigError(
+                f"model.faceformer.condition {self.condition!r} is not one of its speakers {self.speakers}"
+            )
+
+
+@dataclass
+class SelfTalkConfig:
+    """The ``selftalk`` kind (SelfTalk, ACM MM'23; docs/MODELS.md): a non-autoregressive transformer decoder
+    over the speech features (no mask, no speaker condition) and, in training only, a lip reader that reads
+    the predicted lip motion and is held to the speech recogniser's features and transcript.
+
+    Attributes:
+        width, layers, heads, ffn, dropout: the animation decoder (published: 512 on VOCASET, 1024 on BIWI;
+            1 layer, 4 heads, FFN 2 x width; 0 = ``2 * width``).
+        lip_width, lip_layers, lip_heads, lip_ffn, lip_dropout: the lip reader, an encoder-decoder
+            ``nn.Transformer`` over the lip vertices' motion (published: ``nn.Transformer(d_model=1024)``'s
+            defaults, 6 + 6 layers, 8 heads, FFN 2048, dropout 0.1).
+    """
+
+    width: int = 512
+    layers: int = 1
+    heads: int = 4
+    ffn: int = 0
+    dropout: float = 0.1
+    lip_width: int = 1024
+    lip_layers: int = 6
+    lip_heads: int = 8
+    lip_ffn: int = 2048
+    lip_dropout: float = 0.1
+
+    def validate(self) -> None:
+        for name in ("width", "layers", "heads", "lip_width", "lip_layers", "lip_heads", "lip_ffn"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.selftalk.{name} must be >= 1, got {getattr(self, name)}")
+        for w, h in (("width", "heads"), ("lip_width", "lip_heads")):
+            if getattr(self, w) % getattr(self, h):
+                raise ConfigError(f"model.selftalk.{w} is not divisible by model.selftalk.{h}")
+        if self.ffn < 0:
+            raise ConfigError("model.selftalk.ffn must be >= 0")
+        for name in ("dropout", "lip_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"model.selftalk.{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass
 class ModelConfig:
     """The whole model. Defaults: MemoryTalker, compact backbone, memory on, style off (stage 1).
 
     Attributes:
-        kind: the architecture (:data:`MODEL_KINDS`; ``memorytalker``).
-        backbone, memory, style, decoder: the parts of a ``memorytalker`` model.
+        kind: the architecture (:data:`MODEL_KINDS`: ``memorytalker``, ``faceformer``, ``selftalk``).
+        backbone: the speech encoder, shared by every kind (a row of a comparison differs by method, not
+            by encoder).
+        memory, style, decoder: the parts of a ``memorytalker`` model.
+        faceformer: the ``faceformer`` kind's decoder and speaker condition.
+        selftalk: the ``selftalk`` kind's decoder and lip reader.
         motion_scale: the motion unit, in the data's units (metres for VOCASET): the motion encoder reads
             vertex displacements divided by it and the output head's offsets are multiplied by it, so both
             work with numbers of order 1 (raw VOCASET displacements are ~1e-3 m, which left ``E_m``'s
@@ -252,6 +356,8 @@ class ModelConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    faceformer: FaceFormerConfig = field(default_factory=FaceFormerConfig)
+    selftalk: SelfTalkConfig = field(default_factory=SelfTalkConfig)
     motion_scale: float | None = None
 
     def validate(self) -> None:
@@ -260,6 +366,12 @@ class ModelConfig:
         if self.motion_scale is not None and not self.motion_scale > 0:
             raise ConfigError(f"model.motion_scale must be > 0 or null (measured), got {self.motion_scale}")
         self.backbone.validate()
+        if self.kind == "faceformer":
+            self.faceformer.validate()
+            return
+        if self.kind == "selftalk":
+            self.selftalk.validate()
+            return
         self.memory.validate()
         self.style.validate()
         self.decoder.validate()

@@ -248,7 +248,10 @@ class WindowedPrediction:
         self.window_frames = max(1, int(window_frames))
         dec = model.cfg.decoder
         self.decoder_context = dec.layers * dec.window
-        self.windowed = dec.window > 0 and self.frames > self.window_frames
+        # Windows are MemoryTalker's (its banded decoder); another kind (FaceFormer: autoregressive with a
+        # bounded key/value cache) runs the clip in one predict call.
+        memorytalker = model.cfg.kind == "memorytalker"
+        self.windowed = memorytalker and dec.window > 0 and self.frames > self.window_frames
         self._text = None
         self._style_weights = None
 

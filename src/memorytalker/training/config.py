@@ -175,8 +175,40 @@ def _nomem() -> StageConfig:
     )
 
 
+def _faceformer() -> StageConfig:
+    """FaceFormer's one stage (``model.kind: faceformer``): every group; the vertex MSE alone (as
+    published), plus CTC on phoneme labels for backbones trained from scratch; Adam, lr 1e-4, 100 epochs."""
+    return StageConfig(
+        frozen=[],
+        loss=LossWeights(velocity=0.0, teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0),
+        model={"kind": "faceformer"},
+    )
+
+
+def _selftalk() -> StageConfig:
+    """SelfTalk's one stage (``model.kind: selftalk``): every group; vertex MSE + velocity and the lip
+    reader's feature and CTC terms, plus CTC on phoneme labels for backbones trained from scratch; Adam,
+    lr 1e-4, 100 epochs. Published weights 1000 / 1000 / 0.001 / 0.0001 on vertices in metres; here the
+    vertex terms are in the motion unit ``s`` (weight 1), so the lip terms keep the published balance at
+    0.001 / (1000 s^2) and 0.0001 / (1000 s^2): 0.09 and 0.009 for the synthetic corpus' s = 3.3 mm
+    (docs/MODELS.md)."""
+    return StageConfig(
+        frozen=[],
+        loss=LossWeights(
+            teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, lipread_feature=0.09, lipread_ctc=0.009
+        ),
+        model={"kind": "selftalk"},
+    )
+
+
 #: The built-in stages: name -> a function returning a fresh :class:`StageConfig`.
-PRESETS = {"memorizing": _memorizing, "animating": _animating, "nomem": _nomem}
+PRESETS = {
+    "memorizing": _memorizing,
+    "animating": _animating,
+    "nomem": _nomem,
+    "faceformer": _faceformer,
+    "selftalk": _selftalk,
+}
 #: Other names of the presets accepted by ``stage=`` / ``--stage``.
 ALIASES = {"1": "memorizing", "stage1": "memorizing", "2": "animating", "stage2": "animating"}
 

@@ -229,9 +229,27 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
         augment=cfg.data.augment,
     )
     val_ds = TalkingFaceDataset(index, cfg.data.val_split, cache=cfg.data.cache, subjects=train_ds.subjects)
+    condition_speakers(cfg, train_ds.subjects)
     model = build_model(cfg.model, index.topology, load_pretrained=not cfg.resume)
     say = _Printer(verbose and fabric.is_global_zero)
     return Run(cfg, fabric, say, index, train_ds, val_ds, model, precision, resume_checkpoint=resume_ckpt)
+
+
+def condition_speakers(cfg: TrainConfig, train_subjects: list[str]) -> None:
+    """A speaker-conditioned kind's condition list: its training split's speakers (in the order of the
+    batches' ``subject_ids``), filled into ``cfg.model`` when the config leaves it empty (so checkpoints
+    store it); a given list must be exactly those speakers."""
+    if cfg.model.kind != "faceformer":
+        return
+    f = cfg.model.faceformer
+    if not f.speakers:
+        f.speakers = list(train_subjects)
+        f.validate()
+    elif list(f.speakers) != list(train_subjects):
+        raise ConfigError(
+            f"model.faceformer.speakers {f.speakers} are not the training split's speakers {list(train_subjects)} "
+            "(leave it empty: the run fills it in)"
+        )
 
 
 def initialise(run: Run) -> None:

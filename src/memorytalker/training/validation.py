@@ -61,8 +61,11 @@ def validate_loader(
             batch = batch.to(device)
             with autocast():
                 out = raw(batch, teacher_forcing=False)
+                extra = {}
+                if getattr(raw, "num_conditions", 0):  # a speaker-conditioned kind: each clip's own speaker
+                    extra["conditions"] = raw.own_conditions(batch.subject_ids)
                 pred = raw.predict(
-                    batch.audio, batch.audio_lengths, batch.templates, num_frames=batch.frame_lengths
+                    batch.audio, batch.audio_lengths, batch.templates, num_frames=batch.frame_lengths, **extra
                 )
             losses = compute_losses(out, batch, weights, raw.topology, raw.motion_scale)
             for k, v in batch_sums(pred.float(), batch.vertices, batch.frame_mask, lips).items():
