@@ -41,6 +41,8 @@ class ClipItem:
         phoneme_ids: ``(L,)`` long CTC targets (no blanks, no silences); empty when no alignment.
         frame_phonemes: ``(T,)`` long phoneme id per mesh frame (0 = silence, -1 = unknown).
         positive_audio / negative_audio: ``(S',)`` float32 (only with ``triplets=True``).
+        head: the topology name of the clip's corpus when several corpora are trained together
+            (:class:`~memorytalker.data.corpora.CorpusDataset`); None for one corpus.
     """
 
     clip_id: str
@@ -56,6 +58,7 @@ class ClipItem:
     negative_audio: torch.Tensor | None = None
     positive_clip_id: str | None = None
     negative_clip_id: str | None = None
+    head: str | None = None
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Batch:
         positive_audio / positive_lengths, negative_audio / negative_lengths: ``(B, S+)`` / ``(B,)`` and
             ``(B, S-)`` / ``(B,)`` triplet audio (another clip of the same subject / a clip of another
             subject); None unless the dataset was built with ``triplets=True``.
+        head: the topology name of the batch's corpus (several corpora trained together: every clip of a
+            batch comes from one corpus); None for one corpus (the model's own topology).
     """
 
     audio: torch.Tensor
@@ -98,6 +103,7 @@ class Batch:
     positive_lengths: torch.Tensor | None = None
     negative_audio: torch.Tensor | None = None
     negative_lengths: torch.Tensor | None = None
+    head: str | None = None
 
     def __len__(self) -> int:
         return int(self.audio.shape[0])
@@ -134,6 +140,11 @@ def collate_batch(items: Sequence[ClipItem]) -> Batch:
     """Pad a list of :class:`ClipItem` into a :class:`Batch` (see its docstring for every field)."""
     if not items:
         raise DatasetError("collate_batch: empty list of items")
+    heads = {it.head for it in items}
+    if len(heads) != 1:
+        raise DatasetError(
+            f"collate_batch: items of different corpora in one batch {sorted(map(str, heads))}"
+        )
     num_v = {tuple(it.vertices.shape[1:]) for it in items}
     if len(num_v) != 1:
         raise DatasetError(f"collate_batch: items have different vertex shapes {sorted(num_v)}")
@@ -168,6 +179,7 @@ def collate_batch(items: Sequence[ClipItem]) -> Batch:
         phoneme_targets=phoneme_targets,
         phoneme_lengths=phoneme_lengths,
         frame_phonemes=frame_phonemes,
+        head=items[0].head,
     )
     has_pos = [it.positive_audio is not None for it in items]
     if any(has_pos):

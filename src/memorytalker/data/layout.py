@@ -44,6 +44,12 @@ _MANIFEST_KEYS = {"format", "name", "fps", "vertex_fps", "units", "num_vertices"
 
 
 # ---------------------------------------------------------------------------------------------- clip ids
+def corpus_name(root: str | Path) -> str:
+    """A corpus' name where none is given: its folder's name (a multi-corpus model's identities are
+    ``<corpus>/<speaker>``)."""
+    return Path(root).expanduser().resolve().name
+
+
 def parse_clip_id(clip_id: str) -> tuple[str, int]:
     """Split ``<subject>_<sentence>`` into ``(subject, sentence number)``.
 
