@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from memorytalker.config import read_yaml
-from memorytalker.training.config import TrainConfig, load_train_config, stage_presets
+from memorytalker.training.config import PRESETS, TrainConfig, load_train_config, stage_presets
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -17,8 +17,27 @@ def test_expected_configs_exist():
     assert {"debug", "synthetic", "synthetic_nomem", "vocaset", "biwi"} <= names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-@pytest.mark.parametrize("stage", [None, *stage_presets()])
+def _meant_for(path: Path) -> list[str | None]:
+    """The stage presets of a config's model kind (a preset names its kind; MemoryTalker's name none)."""
+    kind = (read_yaml(path).get("model") or {}).get("kind", "memorytalker")
+    out: list[str | None] = [None]
+    for name in stage_presets():
+        preset = PRESETS[name]().model.get("kind", "memorytalker")
+        if preset == kind:
+            out.append(name)
+    return out
+
+
+CASES = [(p, stage) for p in CONFIGS for stage in _meant_for(p)]
+
+
+def test_every_kind_has_presets_and_configs():
+    kinds = {(read_yaml(p).get("model") or {}).get("kind", "memorytalker") for p in CONFIGS}
+    assert kinds == {"memorytalker", "faceformer", "selftalk", "unitalker"}
+    assert all(len(_meant_for(p)) > 1 for p in CONFIGS)
+
+
+@pytest.mark.parametrize(("path", "stage"), CASES, ids=[f"{p.stem}-{s}" for p, s in CASES])
 def test_config_parses(path, stage):
     cfg = load_train_config(path, stage=stage)
     assert isinstance(cfg, TrainConfig)

@@ -31,9 +31,11 @@ def make_learnable_dataset(
     seconds: tuple[float, float] = (0.5, 0.9),
     seed: int = 0,
     inner_lips: bool = False,
+    topology: str = "grid",
 ) -> Path:
     """Write the dataset; ``subjects`` maps subject -> split (train / val / test). ``inner_lips`` names the
-    topology's inner-lip contours (a middle upper- and lower-lip vertex), for the lip-sync measures."""
+    topology's inner-lip contours (a middle upper- and lower-lip vertex), for the lip-sync measures;
+    ``topology`` is its topology's name."""
     subjects = subjects or {
         "spk00": "train",
         "spk01": "train",
@@ -66,7 +68,7 @@ def make_learnable_dataset(
     regions = {"lips": lips, "upper_face": upper_face}
     if inner_lips:
         regions.update(upper_lip_inner=upper_lip[:1], lower_lip_inner=lower_lip[:1])
-    FaceTopology("grid", ref, faces, fps, regions).save(root / "topology.npz")
+    FaceTopology(topology, ref, faces, fps, regions).save(root / "topology.npz")
     templates, gains = {}, {}
     for i, s in enumerate(sorted(subjects)):
         templates[s] = (ref + rng.normal(scale=0.002, size=ref.shape)).astype(np.float32)

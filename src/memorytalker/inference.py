@@ -119,8 +119,11 @@ class Animator:
         checkpoint: a checkpoint from ``memorytalker train`` (None = the bundled default model).
         device: ``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``
             (:func:`memorytalker.device.resolve_device`: a device this machine lacks is a clear error).
-        condition: for a speaker-conditioned model (FaceFormer's one-hot), the training speaker whose style
-            it animates in (None = the model's default condition); an error for other models.
+        condition: for a speaker-conditioned model (FaceFormer's one-hot, UniTalker's identities), the
+            training speaker whose style it animates in (None = the model's default condition: FaceFormer's
+            first training speaker, UniTalker's common identity); an error for other models.
+        head: for a model with an output head per topology (UniTalker), the topology to animate (None = its
+            first head); an error for other models.
 
     Attributes:
         topology: the model's :class:`FaceTopology` (``faces`` for rendering, reference mesh).
@@ -129,7 +132,11 @@ class Animator:
     """
 
     def __init__(
-        self, checkpoint: str | Path | None = None, device: str = "auto", condition: str | None = None
+        self,
+        checkpoint: str | Path | None = None,
+        device: str = "auto",
+        condition: str | None = None,
+        head: str | None = None,
     ) -> None:
         from memorytalker.device import resolve_device
         from memorytalker.errors import ConfigError
@@ -146,6 +153,14 @@ class Animator:
                     f"condition {condition!r}: the {self.model.cfg.kind} model of {path} takes no speaker condition"
                 )
             self.model.default_condition = self.model.condition_index(condition)
+        if head is not None:
+            heads = getattr(self.model, "head_names", None)
+            if heads is None:
+                raise ConfigError(
+                    f"head {head!r}: the {self.model.cfg.kind} model of {path} has one output topology "
+                    f"({self.topology.name!r})"
+                )
+            self.topology = self.model.select_head(head)
 
     @property
     def fps(self) -> float:

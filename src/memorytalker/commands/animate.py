@@ -44,8 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--condition",
         default=None,
-        help="speaker-conditioned models (FaceFormer): the training speaker whose style to animate in "
-        "(default: the model's default condition)",
+        help="speaker-conditioned models (FaceFormer, UniTalker): the training speaker whose style to animate "
+        "in (default: the model's default condition; UniTalker: its common identity)",
+    )
+    parser.add_argument(
+        "--head",
+        default=None,
+        help="models with an output head per topology (UniTalker): the topology to animate (default: the first)",
     )
 
 
@@ -111,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
                     f"writing {out_dir / (name + ext)} would overwrite the input recording {src}; choose "
                     "another --out folder"
                 )
-    animator = Animator(args.checkpoint, device=args.device, condition=args.condition)
+    animator = Animator(args.checkpoint, device=args.device, condition=args.condition, head=args.head)
     template = load_template(args.template, animator.topology)
     for src, name in tqdm(list(zip(sources, names)), desc="animate", unit="file"):
         result = animate_to_files(animator, src, out_dir, name, template=template, options=options)

@@ -27,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--conditions",
-        default="all",
-        help="speaker-conditioned models (FaceFormer): clips of speakers outside training are predicted under "
-        "every training speaker's condition and the metrics averaged ('all', the published protocol), under "
-        "the model's default condition ('default'), or under one named training speaker (default: all)",
+        default="auto",
+        help="speaker-conditioned models (FaceFormer, UniTalker): clips of speakers outside training are "
+        "predicted under every training speaker's condition with the metrics averaged ('all', FaceFormer's "
+        "published protocol), under the model's default condition ('default'; UniTalker's common identity), "
+        "under the kind's published protocol ('auto', the default), or under one named condition",
     )
     add_device_argument(parser)
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips")

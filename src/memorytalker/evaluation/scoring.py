@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from memorytalker.data.audio import FRAME_TOLERANCE
+from memorytalker.data.layout import corpus_name
 from memorytalker.errors import DatasetError
 from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence
 from memorytalker.evaluation.report import build_report, evaluate_clip
@@ -103,26 +104,30 @@ def plot_lip_opening(
 
 
 #: ``conditions`` of :func:`predict_split` besides a training speaker's name.
-CONDITION_PROTOCOLS = ("all", "default")
+CONDITION_PROTOCOLS = ("auto", "all", "default")
 
 
-def clip_conditions(model: Any, subject: str, conditions: str) -> list[tuple[str | None, int | None]]:
-    """The ``(speaker, index)`` conditions a clip of ``subject`` is predicted under: ``[(None, None)]`` for
-    a model without conditions; for a speaker-conditioned one (FaceFormer's one-hot), a training speaker's
-    clip under its own condition and another speaker's clip under ``conditions``: ``all`` = every training
-    speaker (the published protocol: its metrics are averaged over them), ``default`` = the model's default
-    condition, or one training speaker's name."""
-    n = int(getattr(model, "num_conditions", 0))
-    if n == 0:
+def clip_conditions(
+    model: Any, subject: str, conditions: str, dataset: str = ""
+) -> list[tuple[str | None, int | None]]:
+    """The ``(speaker, index)`` conditions a clip of ``subject`` (of corpus ``dataset``) is predicted under:
+    ``[(None, None)]`` for a model without conditions; for a speaker-conditioned one (FaceFormer's one-hot,
+    UniTalker's identities), a training speaker's clip under its own condition and another speaker's clip
+    under ``conditions``: ``all`` = every training speaker (FaceFormer's published protocol: its metrics are
+    averaged over them), ``default`` = the model's default condition (UniTalker's common identity), ``auto``
+    = the kind's published protocol (``model.unseen_protocol``), or one condition's name."""
+    if not int(getattr(model, "num_conditions", 0)):
         return [(None, None)]
-    speakers = list(model.speakers)
-    if subject in speakers:
-        return [(subject, speakers.index(subject))]
+    own = model.training_condition(subject, dataset)
+    if own is not None:
+        return [(model.speakers[own], own)]
+    if conditions == "auto":
+        conditions = model.unseen_protocol
     if conditions == "all":
-        return list(zip(speakers, range(n)))
+        return model.training_conditions()
     if conditions == "default":
         i = int(model.default_condition)
-        return [(speakers[i], i)]
+        return [(model.speakers[i], i)]
     return [(conditions, model.condition_index(conditions))]
 
 
@@ -133,7 +138,7 @@ def predict_split(
     device: str = "cpu",
     progress: bool = True,
     max_clips: int | None = None,
-    conditions: str = "all",
+    conditions: str = "auto",
 ) -> list[ClipPrediction]:
     """Predict every clip of ``split`` (``model.predict`` with the clip's audio and subject template).
 
@@ -154,7 +159,7 @@ def predict_split(
             audio = torch.from_numpy(wave)[None].to(device)
             gt = index.load_vertices(rec)
             template = index.template(rec.subject)
-            chosen = clip_conditions(model, rec.subject, conditions)
+            chosen = clip_conditions(model, rec.subject, conditions, corpus_name(index.root))
             for speaker, cond in chosen:
                 extra = {} if cond is None else {"conditions": torch.tensor([cond], device=device)}
                 pred = model.predict(
@@ -413,7 +418,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     progress: bool = True,
     max_clips: int | None = None,
-    conditions: str = "all",
+    conditions: str = "auto",
 ) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of dataset ``data``; write the JSON report (and PNG plot).
 
@@ -425,8 +430,9 @@ def evaluate_checkpoint(
         pred_dir: also save each prediction as ``<pred_dir>/<clip>.npy`` ``(T, V, 3)`` float32.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``...
         max_clips: score only the first N clips (quick checks).
-        conditions: for a speaker-conditioned model (FaceFormer), the condition of clips of speakers
-            outside its training set (:func:`clip_conditions`: ``all``, ``default`` or a speaker name).
+        conditions: for a speaker-conditioned model (FaceFormer, UniTalker), the condition of clips of
+            speakers outside its training set (:func:`clip_conditions`: ``auto``, ``all``, ``default`` or a
+            condition's name). A model with several output heads scores the head of the dataset's topology.
 
     Returns:
         The report dict (also written to ``out``).
@@ -438,6 +444,11 @@ def evaluate_checkpoint(
 
     device = resolve_device(device)
     model, topology, _ = load_model(checkpoint, device=device)
+    if len(getattr(model, "head_names", ())) > 1:  # the output head of the dataset's topology
+        from memorytalker.models.unitalker import check_head_topology
+
+        own = load_dataset(data, layout=layout).topology
+        topology = model.select_head(check_head_topology(model, own))
     index = load_dataset(data, layout=layout, topology=topology)
     if abs(index.fps - topology.fps) > 1e-6:
         raise DatasetError(
@@ -474,7 +485,7 @@ def evaluate_checkpoint(
     }
     if getattr(model, "num_conditions", 0):
         report["conditions"] = {
-            "protocol": conditions,
+            "protocol": model.unseen_protocol if conditions == "auto" else conditions,
             "speakers": list(model.speakers),
             "predictions": len(clips),
         }

@@ -1,17 +1,19 @@
 """Model kinds: ``model.kind`` selects the architecture a :class:`~memorytalker.models.config.ModelConfig`
-builds: ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`) and ``faceformer``
-(:class:`~memorytalker.models.faceformer.FaceFormer`) and ``selftalk``
-(:class:`~memorytalker.models.selftalk.SelfTalk`; docs/MODELS.md). Another architecture is added as a kind (a builder here plus its config section), not as a fork of the
-trainer, the inference API or the server, which only use the :class:`TalkingFaceModel` contract below.
+builds: ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`), ``faceformer``
+(:class:`~memorytalker.models.faceformer.FaceFormer`), ``selftalk`` (:class:`~memorytalker.models.selftalk.SelfTalk`)
+and ``unitalker`` (:class:`~memorytalker.models.unitalker.UniTalker`); docs/MODELS.md. Another architecture is
+added as a kind (a builder here plus its config section), not as a fork of the trainer, the inference API or
+the server, which only use the :class:`TalkingFaceModel` contract below.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from memorytalker.errors import ConfigError
+from memorytalker.models.config import MULTI_HEAD_KINDS
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +35,11 @@ class TalkingFaceModel(Protocol):
       inference from audio and neutral templates only;
     * ``num_conditions``: 0 for audio-only kinds; a kind conditioned on one of its training speakers
       (FaceFormer's one-hot) has that many, lists them in ``speakers``, and its ``predict`` also takes
-      ``conditions`` ``(B,)`` (indices; None = its default condition).
+      ``conditions`` ``(B,)`` (indices; None = its default condition);
+    * ``topology_for(batch)`` and ``predict_options(batch)`` (:class:`~memorytalker.models.common.SpeechToFace`):
+      the topology a batch is scored on and the ``predict`` keywords validation uses for it;
+    * a kind with an output head per topology (``unitalker``) also has ``head_names``, ``topologies`` and
+      ``select_head(name)``, and checkpoints store every head's topology.
     """
 
     cfg: Any
@@ -54,39 +60,54 @@ class TalkingFaceModel(Protocol):
     ) -> torch.Tensor: ...
 
 
-def _memorytalker(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+def _memorytalker(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
     from memorytalker.models.memorytalker import MemoryTalker
 
     return MemoryTalker(cfg, topology)
 
 
-def _faceformer(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+def _faceformer(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
     from memorytalker.models.faceformer import FaceFormer
 
     return FaceFormer(cfg, topology)
 
 
-def _selftalk(cfg: ModelConfig, topology: FaceTopology) -> TalkingFaceModel:
+def _selftalk(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
     from memorytalker.models.selftalk import SelfTalk
 
     return SelfTalk(cfg, topology)
 
 
-#: ``model.kind`` -> builder ``(ModelConfig, FaceTopology) -> model``. Its keys are
+def _unitalker(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
+    from memorytalker.models.unitalker import UniTalker
+
+    return UniTalker(cfg, topology, topologies)
+
+
+#: ``model.kind`` -> builder ``(ModelConfig, FaceTopology, topologies) -> model`` (``topologies``: every
+#: output head's topology by name, for kinds with several; the others have one). Its keys are
 #: :data:`memorytalker.models.config.MODEL_KINDS`.
-BUILDERS: dict[str, Callable[[ModelConfig, FaceTopology], TalkingFaceModel]] = {
+BUILDERS: dict[str, Callable[..., TalkingFaceModel]] = {
     "memorytalker": _memorytalker,
     "faceformer": _faceformer,
     "selftalk": _selftalk,
+    "unitalker": _unitalker,
 }
 
 
-def build_model(cfg: ModelConfig, topology: FaceTopology, load_pretrained: bool = True) -> TalkingFaceModel:
+def build_model(
+    cfg: ModelConfig,
+    topology: FaceTopology,
+    load_pretrained: bool = True,
+    topologies: Mapping[str, FaceTopology] | None = None,
+) -> TalkingFaceModel:
     """The model of kind ``cfg.kind`` for ``topology``.
 
     Args:
         load_pretrained: False skips reading pretrained backbone weights (when a checkpoint supplies every
             weight anyway).
+        topologies: for a kind with an output head per topology (``unitalker``), every head's topology by
+            name (``topology`` is the first head's); an error for the other kinds.
 
     Raises:
         ConfigError: an unknown kind (the message lists the registered ones) or an invalid config.
@@ -95,4 +116,8 @@ def build_model(cfg: ModelConfig, topology: FaceTopology, load_pretrained: bool 
         raise ConfigError(f"model.kind {cfg.kind!r} is not a registered model kind: {sorted(BUILDERS)}")
     if not load_pretrained and cfg.backbone.pretrained:
         cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=False))
-    return BUILDERS[cfg.kind](cfg, topology)
+    if topologies and len(topologies) > 1 and cfg.kind not in MULTI_HEAD_KINDS:
+        raise ConfigError(
+            f"model kind {cfg.kind!r} has one output topology, got {len(topologies)}: {sorted(topologies)}"
+        )
+    return BUILDERS[cfg.kind](cfg, topology, topologies)

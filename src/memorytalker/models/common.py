@@ -1,5 +1,6 @@
 """What every model kind shares: :class:`SpeechToFace`, the base of
-:class:`~memorytalker.models.memorytalker.MemoryTalker` and :class:`~memorytalker.models.faceformer.FaceFormer`.
+:class:`~memorytalker.models.memorytalker.MemoryTalker`, :class:`~memorytalker.models.faceformer.FaceFormer`,
+:class:`~memorytalker.models.selftalk.SelfTalk` and :class:`~memorytalker.models.unitalker.UniTalker`.
 
 It holds the config, the topology, the speech encoder (``cfg.backbone``, the same choice for every kind, so
 a comparison differs by method and not by encoder), the motion unit buffer ``motion_scale``, and the pieces
@@ -84,6 +85,10 @@ class SpeechToFace(nn.Module):
     """
 
     num_conditions: int = 0
+    #: How ``evaluate`` conditions clips of speakers outside training by default (kinds with conditions):
+    #: ``all`` = under every training speaker's condition, metrics averaged; ``default`` = the model's
+    #: default condition (:func:`memorytalker.evaluation.scoring.clip_conditions`).
+    unseen_protocol: str = "default"
 
     def __init__(self, cfg: ModelConfig, topology: FaceTopology) -> None:
         super().__init__()
@@ -102,6 +107,20 @@ class SpeechToFace(nn.Module):
         if not (value > 0 and torch.isfinite(torch.tensor(value))):
             raise ConfigError(f"motion scale must be a positive finite number, got {value}")
         self.motion_scale.fill_(float(value))
+
+    def topology_for(self, batch: Any) -> FaceTopology:
+        """The topology of a batch's clips (a kind with several output topologies picks its head's)."""
+        return self.topology
+
+    def unit_for(self, batch: Any) -> torch.Tensor:
+        """The motion unit a batch's losses are measured in (``motion_scale``; a kind with a head per
+        topology: its head's)."""
+        return self.motion_scale
+
+    def predict_options(self, batch: Any) -> dict[str, Any]:
+        """Extra ``predict`` keywords that score a training/validation batch as the kind is meant to run
+        on it (a speaker-conditioned kind: each clip's own condition). None here."""
+        return {}
 
     def frames_for(self, audio_lengths: torch.Tensor) -> torch.Tensor:
         """Mesh frames of clips of ``audio_lengths`` samples: ``round(S / 16000 * fps)`` (>= 1), as
@@ -156,6 +175,15 @@ class SpeechToFace(nn.Module):
         """``{name: []}`` for every group name, with the backbone's groups filled in."""
         groups: dict[str, list[nn.Parameter]] = {g: [] for g in names}
         groups.update(self.backbone.parameter_groups())
+        return groups
+
+    def module_groups(
+        self, names: tuple[str, ...], **modules: nn.Module | list[nn.Module]
+    ) -> dict[str, list[nn.Parameter]]:
+        """:meth:`backbone_groups` plus one group per keyword: the parameters of its module(s)."""
+        groups = self.backbone_groups(names)
+        for name, mods in modules.items():
+            groups[name] = [p for m in (mods if isinstance(mods, list) else [mods]) for p in m.parameters()]
         return groups
 
     def batch_inputs(self, batch: Any) -> BatchInputs:
@@ -217,3 +245,63 @@ class SpeechToFace(nn.Module):
         b, t, _ = y.shape
         out = templates.float().reshape(b, 1, -1) + y * self.motion_scale
         return out.view(b, t, self.topology.num_vertices, 3)
+
+
+class SpeakerConditions:
+    """The speaker conditions of a speaker-conditioned kind (FaceFormer's one-hot training speakers,
+    UniTalker's identities): a mixin for :class:`SpeechToFace` subclasses, which set :meth:`set_conditions`.
+
+    Attributes:
+        speakers: the conditions' names, in index order. num_conditions: their number.
+        default_condition: the condition ``predict`` uses when given none.
+        unseen_condition: the condition of a batch's clip whose speaker was not trained on (``subject_id``
+            -1): FaceFormer's default one, UniTalker's common identity.
+        trained: how many of the first ``speakers`` are training speakers (the rest, UniTalker's common
+            identity, is no speaker).
+    """
+
+    condition_noun = "training speakers"
+
+    def set_conditions(self, speakers: list[str], trained: int, default: str, unseen: int) -> None:
+        self.speakers = list(speakers)
+        self.num_conditions = len(self.speakers)
+        self.trained = int(trained)
+        self.unseen_condition = int(unseen)
+        self.default_condition = self.condition_index(default)
+
+    def condition_index(self, speaker: str) -> int:
+        """The index of condition ``speaker`` (a clear error for another name)."""
+        if speaker not in self.speakers:
+            raise ConfigError(
+                f"speaker {speaker!r} is not one of this model's {self.condition_noun} {self.speakers}"
+            )
+        return self.speakers.index(speaker)
+
+    def training_conditions(self) -> list[tuple[str, int]]:
+        """Every training speaker's condition ``(name, index)``."""
+        return list(zip(self.speakers[: self.trained], range(self.trained)))
+
+    def own_conditions(self, subject_ids: torch.Tensor) -> torch.Tensor:
+        """Each clip's own condition ``(B,)`` from a batch's ``subject_ids`` (indices of the training
+        speakers; a speaker outside training, id -1, gets :attr:`unseen_condition`)."""
+        ids = subject_ids.long()
+        return torch.where(ids >= 0, ids, torch.full_like(ids, self.unseen_condition))
+
+    def checked_conditions(self, conditions: torch.Tensor | None, batch: int, device: Any) -> torch.Tensor:
+        """``conditions`` ``(B,)`` checked (shape, range), or the default condition for every clip."""
+        if conditions is None:
+            return torch.full((batch,), self.default_condition, dtype=torch.long, device=device)
+        conditions = conditions.to(device).long()
+        if conditions.shape != (batch,):
+            raise ValueError(f"conditions must have shape ({batch},), got {tuple(conditions.shape)}")
+        bad = (conditions < 0) | (conditions >= self.num_conditions)
+        if bool(bad.any()):
+            raise ValueError(
+                f"conditions {conditions[bad].tolist()} are not indices of the {self.num_conditions} "
+                f"{self.condition_noun}"
+            )
+        return conditions
+
+    def predict_options(self, batch: Any) -> dict[str, Any]:
+        """``predict`` keywords for a batch: each clip's own condition."""
+        return {"conditions": self.own_conditions(batch.subject_ids)}

@@ -13,7 +13,9 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
-MODEL_KINDS = ("memorytalker", "faceformer", "selftalk")
+MODEL_KINDS = ("memorytalker", "faceformer", "selftalk", "unitalker")
+#: Kinds with an output head per topology: they may train several corpora at once (``data.corpora``).
+MULTI_HEAD_KINDS = ("unitalker",)
 #: How a ``faceformer`` model is trained: on its own previous outputs (as published) or teacher-forced.
 FACEFORMER_TRAINING = ("autoregressive", "teacher_forcing")
 #: Backbone kinds.
@@ -331,17 +333,89 @@ class SelfTalkConfig:
                 raise ConfigError(f"model.selftalk.{name} must be in [0, 1), got {getattr(self, name)}")
 
 
+#: Name of UniTalker's common ("pivot") identity: the condition of speakers outside training.
+COMMON_IDENTITY = "common"
+
+
+@dataclass
+class UniTalkerConfig:
+    """The ``unitalker`` kind (UniTalker, ECCV'24; docs/MODELS.md): one model over several corpora of different
+    topologies: a shared temporal-convolution decoder over the speech features and an identity embedding,
+    then one output head per topology predicting that topology's PCA coefficients (or its vertices).
+
+    Attributes:
+        width: decoder width (published ``decoder_dimension`` 256).
+        identity_width: width of the identity embedding concatenated to every frame (published 64).
+        layers: temporal convolution layers (published 3), kernel ``kernel`` (3), LayerNorm, ReLU, residual.
+        dropout: dropout on the decoder input (published 0.1).
+        pca_dim: PCA components per head (published 512; fewer when the training frames or ``3 V`` are
+            fewer); 0 = the heads predict vertex offsets directly. The basis is fitted on the head's training
+            displacements when a run starts from scratch and stored in the checkpoint.
+        random_identity: the probability that a training batch runs under the common identity instead of its
+            speakers' (published ``random_id_prob`` 0.1).
+        heads: the output heads' topology names, in order (empty: the training run fills them in from its
+            corpora; stored in the checkpoint). Corpora on the same topology share a head.
+        identities: the training identities (``<corpus>/<speaker>``, in the order of the batches'
+            ``subject_ids``); the common identity comes after them. Empty: filled in by the training run.
+        condition: the identity inference uses when none is given (None = the common identity).
+    """
+
+    width: int = 256
+    identity_width: int = 64
+    layers: int = 3
+    kernel: int = 3
+    dropout: float = 0.1
+    pca_dim: int = 512
+    random_identity: float = 0.1
+    heads: list[str] = field(default_factory=list)
+    identities: list[str] = field(default_factory=list)
+    condition: str | None = None
+
+    def validate(self) -> None:
+        for name in ("width", "identity_width", "layers", "kernel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.unitalker.{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel % 2 == 0:
+            raise ConfigError(f"model.unitalker.kernel must be odd (centred convolutions), got {self.kernel}")
+        if self.pca_dim < 0:
+            raise ConfigError(f"model.unitalker.pca_dim must be >= 0 (0 = no PCA), got {self.pca_dim}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.unitalker.dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.random_identity <= 1:
+            raise ConfigError(
+                f"model.unitalker.random_identity must be in [0, 1], got {self.random_identity}"
+            )
+        for name in ("heads", "identities"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ConfigError(f"model.unitalker.{name} has duplicates: {values}")
+        if COMMON_IDENTITY in self.identities:
+            raise ConfigError(
+                f"model.unitalker.identities: {COMMON_IDENTITY!r} is the common identity's name"
+            )
+        if (
+            self.condition not in (None, COMMON_IDENTITY)
+            and self.identities
+            and self.condition not in self.identities
+        ):
+            raise ConfigError(
+                f"model.unitalker.condition {self.condition!r} is not one of its identities or {COMMON_IDENTITY!r}"
+            )
+
+
 @dataclass
 class ModelConfig:
     """The whole model. Defaults: MemoryTalker, compact backbone, memory on, style off (stage 1).
 
     Attributes:
-        kind: the architecture (:data:`MODEL_KINDS`: ``memorytalker``, ``faceformer``, ``selftalk``).
+        kind: the architecture (:data:`MODEL_KINDS`: ``memorytalker``, ``faceformer``, ``selftalk``,
+            ``unitalker``).
         backbone: the speech encoder, shared by every kind (a row of a comparison differs by method, not
             by encoder).
         memory, style, decoder: the parts of a ``memorytalker`` model.
         faceformer: the ``faceformer`` kind's decoder and speaker condition.
         selftalk: the ``selftalk`` kind's decoder and lip reader.
+        unitalker: the ``unitalker`` kind's decoder, identities and output heads.
         motion_scale: the motion unit, in the data's units (metres for VOCASET): the motion encoder reads
             vertex displacements divided by it and the output head's offsets are multiplied by it, so both
             work with numbers of order 1 (raw VOCASET displacements are ~1e-3 m, which left ``E_m``'s
@@ -358,6 +432,7 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     faceformer: FaceFormerConfig = field(default_factory=FaceFormerConfig)
     selftalk: SelfTalkConfig = field(default_factory=SelfTalkConfig)
+    unitalker: UniTalkerConfig = field(default_factory=UniTalkerConfig)
     motion_scale: float | None = None
 
     def validate(self) -> None:
@@ -371,6 +446,9 @@ class ModelConfig:
             return
         if self.kind == "selftalk":
             self.selftalk.validate()
+            return
+        if self.kind == "unitalker":
+            self.unitalker.validate()
             return
         self.memory.validate()
         self.style.validate()

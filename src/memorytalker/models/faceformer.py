@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memorytalker.errors import ConfigError
-from memorytalker.models.common import KindOutput, SpeechToFace, fps_period
+from memorytalker.models.common import KindOutput, SpeakerConditions, SpeechToFace, fps_period
 from memorytalker.models.config import ModelConfig
 from memorytalker.models.decoder import DecoderLayer
 from memorytalker.models.layers import AttentionProjections, lengths_to_mask, periodic_positional_encoding
@@ -135,7 +135,7 @@ class FaceFormerLayer(DecoderLayer):
 FaceFormerOutput = KindOutput
 
 
-class FaceFormer(SpeechToFace):
+class FaceFormer(SpeakerConditions, SpeechToFace):
     """Speech + a training speaker's one-hot -> per-frame vertices, decoded autoregressively.
 
     Args:
@@ -151,9 +151,9 @@ class FaceFormer(SpeechToFace):
                 "model.faceformer.speakers is empty: a FaceFormer is conditioned on its training speakers "
                 "(a training run fills them in from its training split)"
             )
-        self.speakers = list(f.speakers)
-        self.num_conditions = len(self.speakers)
-        self.default_condition = 0 if f.condition is None else self.speakers.index(f.condition)
+        self.unseen_protocol = "all"  # the published protocol: every training speaker, averaged
+        default = f.condition or f.speakers[0]
+        self.set_conditions(f.speakers, len(f.speakers), default, f.speakers.index(default))
         d, v = f.width, topology.num_vertices
         self.dim, self.num_vertices = d, v
         self.period = fps_period(topology, f.period)
@@ -174,41 +174,19 @@ class FaceFormer(SpeechToFace):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by group name (:data:`GROUPS`); every parameter in exactly one group."""
-        groups = self.backbone_groups(GROUPS)
-        groups["audio_proj"] = list(self.audio_proj.parameters())
-        groups["motion_encoder"] = list(self.motion_encoder.parameters())
-        groups["speaker"] = list(self.speaker.parameters())
-        groups["decoder"] = list(self.layers.parameters())
-        groups["head"] = list(self.head.parameters())
-        return groups
+        return self.module_groups(
+            GROUPS,
+            audio_proj=self.audio_proj,
+            motion_encoder=self.motion_encoder,
+            speaker=self.speaker,
+            decoder=self.layers,
+            head=self.head,
+        )
 
     # ------------------------------------------------------------------ pieces
-    def condition_index(self, speaker: str) -> int:
-        """The condition index of training speaker ``speaker`` (a clear error for another name)."""
-        if speaker not in self.speakers:
-            raise ConfigError(
-                f"speaker {speaker!r} is not one of this model's training speakers {self.speakers}"
-            )
-        return self.speakers.index(speaker)
-
-    def own_conditions(self, subject_ids: torch.Tensor) -> torch.Tensor:
-        """Each clip's own speaker's condition ``(B,)`` from a batch's ``subject_ids`` (indices of the
-        training speakers; a speaker outside training, id -1, gets the default condition)."""
-        ids = subject_ids.long()
-        return torch.where(ids >= 0, ids, torch.full_like(ids, self.default_condition))
-
-    def _conditions(self, conditions: torch.Tensor | None, batch: int, device) -> torch.Tensor:
-        if conditions is None:
-            return torch.full((batch,), self.default_condition, dtype=torch.long, device=device)
-        conditions = conditions.to(device).long()
-        if conditions.shape != (batch,):
-            raise ValueError(f"conditions must have shape ({batch},), got {tuple(conditions.shape)}")
-        bad = (conditions < 0) | (conditions >= self.num_conditions)
-        if bool(bad.any()):
-            raise ValueError(
-                f"conditions {conditions[bad].tolist()} are not indices of the {self.num_conditions} training speakers"
-            )
-        return conditions
+    def training_condition(self, subject: str, dataset: str) -> int | None:
+        """The condition of ``subject`` when it is a training speaker (else None; ``dataset`` unused)."""
+        return self.speakers.index(subject) if subject in self.speakers else None
 
     def style(self, conditions: torch.Tensor) -> torch.Tensor:
         """``(B,)`` speaker indices -> ``(B, D)``: the one-hot through ``speaker`` (a column of its weight)."""
@@ -271,7 +249,7 @@ class FaceFormer(SpeechToFace):
         dev = audio.device
         ids = getattr(batch, "subject_ids", None)
         conditions = None if ids is None else self.own_conditions(ids.to(dev))
-        style = self.style(self._conditions(conditions, audio.shape[0], dev))
+        style = self.style(self.checked_conditions(conditions, audio.shape[0], dev))
         logits, text = self._text(audio, audio_lengths, frame_lengths, num_frames, False)
         autoregressive = vertices is None or (
             self.training and self.cfg.faceformer.training == "autoregressive"
@@ -310,7 +288,7 @@ class FaceFormer(SpeechToFace):
         """
 
         def decode(audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, t: int) -> torch.Tensor:
-            style = self.style(self._conditions(conditions, audio.shape[0], audio.device))
+            style = self.style(self.checked_conditions(conditions, audio.shape[0], audio.device))
             _, text = self._text(audio, audio_lengths, frame_lengths, t, True)
             return self.offsets_to_vertices(self.autoregressive(text, style, t), templates.to(audio.device))
 

@@ -8,6 +8,8 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain Python va
     config            the resolved config as a plain dict; config["model"] rebuilds the model
                       (a training run stores its whole TrainConfig, an exported model at least "model")
     topology          FaceTopology.to_state() with arrays as tensors
+    head_topologies   only for a model with several output heads (``unitalker``): every head's topology
+                      state by name (``topology`` is the first head's)
     dataset           name, root, fps, units and training subjects of the data it was trained on (or None)
     optimizer         optimizer state_dict (None in exported and best.pt files)
     scheduler         lr scheduler state_dict (or None)
@@ -185,7 +187,9 @@ def load_model(
     topology = topology_from_state(ckpt["topology"])
     cfg = model_config_from_checkpoint(ckpt, str(path))
     external = ckpt.get("external_weights")
-    model = build_model(cfg, topology, load_pretrained=external is not None)
+    heads = ckpt.get("head_topologies")
+    topologies = None if heads is None else {k: topology_from_state(v) for k, v in heads.items()}
+    model = build_model(cfg, topology, load_pretrained=external is not None, topologies=topologies)
     state = ckpt["model_state"]
     if external is not None:
         state = {**_external_state(model, external, str(path)), **state}
@@ -429,6 +433,9 @@ def make_checkpoint(
     }
     if external is not None:
         ckpt["external_weights"] = external
+    heads = getattr(model, "topologies", None)
+    if isinstance(heads, Mapping) and len(heads) > 1:
+        ckpt["head_topologies"] = {name: topology_to_state(t) for name, t in heads.items()}
     return ckpt
 
 

@@ -23,6 +23,8 @@ Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
 * ``style``: triplet margin loss on ``g(f_s)`` of anchor / positive / negative (eq. 13).
 * ``ctc``: CTC loss of the backbone logits on the phoneme targets (clips with labels only; per-clip loss
   divided by target length, averaged).
+* ``pca`` (UniTalker): mean squared error of the head's PCA coefficients against the ground truth's
+  (``output.pca_pred`` vs ``output.pca_target``, motion unit, over valid frames).
 * ``lipread_feature`` (SelfTalk): mean squared error of the lip reader's features against the speech
   recogniser's (``output.lip_features`` vs ``output.recognizer``, over valid text frames).
 * ``lipread_ctc`` (SelfTalk): CTC loss of the lip reader's logits on the recogniser's transcript: the
@@ -62,6 +64,7 @@ TERMS = (
     "ctc",
     "lipread_feature",
     "lipread_ctc",
+    "pca",
 )
 
 
@@ -82,6 +85,7 @@ class LossWeights:
     ctc: float = 1.0
     lipread_feature: float = 0.0
     lipread_ctc: float = 0.0
+    pca: float = 0.0
     triplet_margin: float = 1.0
     gap_closed_weight: float = 4.0
     gap_closed_below: float = 0.3
@@ -579,6 +583,9 @@ def compute_losses(
             terms["ctc"] = value
     if weights.lipread_feature > 0 or weights.lipread_ctc > 0:
         terms.update(_lipread_terms(output, batch, weights))
+    if weights.pca > 0 and getattr(output, "pca_pred", None) is not None:
+        err = (output.pca_pred.float() - output.pca_target.float()).square().mean(-1)
+        terms["pca"] = _masked_frame_mean(err, mask)
     total = sum(
         (getattr(weights, k) * v for k, v in terms.items()), torch.zeros((), device=output.vertices.device)
     )

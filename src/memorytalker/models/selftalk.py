@@ -94,17 +94,13 @@ class SelfTalk(SpeechToFace):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by group name (:data:`GROUPS`); every parameter in exactly one group."""
-        groups = self.backbone_groups(GROUPS)
-        groups["audio_proj"] = list(self.audio_proj.parameters())
-        groups["decoder"] = list(self.decoder.parameters())
-        groups["head"] = list(self.head.parameters())
-        groups["lipreader"] = [
-            *self.lip_map.parameters(),
-            *self.lip_reader.parameters(),
-            *self.lm_head.parameters(),
-            *self.feature_proj.parameters(),
-        ]
-        return groups
+        return self.module_groups(
+            GROUPS,
+            audio_proj=self.audio_proj,
+            decoder=self.decoder,
+            head=self.head,
+            lipreader=[self.lip_map, self.lip_reader, self.lm_head, self.feature_proj],
+        )
 
     def _motion(self, audio, audio_lengths, frame_lengths, num_frames, chunked):
         """Backbone logits ``(B, rT, M)`` and predicted motion ``(B, T, 3V)`` in the motion unit."""

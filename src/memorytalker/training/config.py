@@ -32,7 +32,7 @@ from typing import Any
 from memorytalker.config import deep_merge, from_dict, parse_overrides, read_yaml, to_dict
 from memorytalker.data.augment import AugmentConfig
 from memorytalker.errors import ConfigError
-from memorytalker.models.config import ModelConfig
+from memorytalker.models.config import MULTI_HEAD_KINDS, ModelConfig
 from memorytalker.models.losses import LossWeights
 
 #: Names accepted for ``precision`` (Lightning Fabric's), plus ``auto`` = bf16-mixed on CUDA, else 32.
@@ -41,6 +41,31 @@ PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "64", "64-true"
 SCHEDULES = ("constant", "cosine")
 #: Validation metrics a run can select its best checkpoint on (all lower-is-better).
 MONITORS = ("lve", "fve", "lip_max", "val_loss", "lve_gap")
+
+
+@dataclass
+class CorpusConfig:
+    """A corpus trained together with ``data.root`` (``data.corpora``; model kinds with one output head per
+    topology, i.e. ``unitalker``).
+
+    Attributes:
+        root: processed dataset folder (docs/LAYOUT.md), with the same split names as ``data.root``.
+        layout, topology: as :class:`DataConfig`'s.
+        name: the corpus' name in identities (``<name>/<speaker>``); None = its folder's name.
+        repeat: how many times its training clips appear per epoch (UniTalker's ``duplicate_list``).
+    """
+
+    root: str = ""
+    layout: str | None = None
+    topology: str | None = None
+    name: str | None = None
+    repeat: int = 1
+
+    def validate(self) -> None:
+        if not self.root:
+            raise ConfigError("data.corpora: every corpus needs a root folder")
+        if self.repeat < 1:
+            raise ConfigError(f"data.corpora ({self.root}): repeat must be >= 1, got {self.repeat}")
 
 
 @dataclass
@@ -60,6 +85,9 @@ class DataConfig:
         val_max_clips: validate on the first N clips of the val split only (None = all).
         augment: audio augmentation of the training split for real recording conditions (gain, rooms,
             noise, telephone band, codec; :class:`memorytalker.data.augment.AugmentConfig`, docs/TRAINING.md).
+        corpora: more corpora trained together with ``root`` (:class:`CorpusConfig`; each batch holds one
+            corpus' clips; only for model kinds with an output head per topology: ``unitalker``).
+            ``val_max_clips`` then applies to each corpus' validation split.
     """
 
     root: str = "data/synthetic"
@@ -72,9 +100,12 @@ class DataConfig:
     num_workers: int = 0
     val_max_clips: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    corpora: list[CorpusConfig] = field(default_factory=list)
 
     def validate(self) -> None:
         self.augment.validate()
+        for corpus in self.corpora:
+            corpus.validate()
         if self.val_split.lower().startswith("test"):
             raise ConfigError(
                 f"data.val_split={self.val_split!r}: checkpoints are selected on validation, never on a "
@@ -190,8 +221,8 @@ def _selftalk() -> StageConfig:
     reader's feature and CTC terms, plus CTC on phoneme labels for backbones trained from scratch; Adam,
     lr 1e-4, 100 epochs. Published weights 1000 / 1000 / 0.001 / 0.0001 on vertices in metres; here the
     vertex terms are in the motion unit ``s`` (weight 1), so the lip terms keep the published balance at
-    0.001 / (1000 s^2) and 0.0001 / (1000 s^2): 0.09 and 0.009 for the synthetic corpus' s = 3.3 mm
-    (docs/MODELS.md)."""
+    0.001 / (1000 s^2) and 0.0001 / (1000 s^2): 0.09 and 0.009 at s = 3.3 mm (the synthetic corpus measures
+    3.05 mm: 16 % under the published balance; docs/MODELS.md)."""
     return StageConfig(
         frozen=[],
         loss=LossWeights(
@@ -201,6 +232,28 @@ def _selftalk() -> StageConfig:
     )
 
 
+def _unitalker() -> StageConfig:
+    """UniTalker's training (``model.kind: unitalker``): every group; vertex MSE + 0.01 x the PCA
+    coefficients' MSE (published ``rec_weight`` 1, ``pca_weight`` 0.01), plus CTC on phoneme labels for
+    backbones trained from scratch; Adam, lr 1e-4, 100 epochs. With a pretrained encoder the published model
+    warm-up runs first (``unitalker_warmup``) and this stage starts from it (``init_from``)."""
+    return StageConfig(
+        frozen=[],
+        loss=LossWeights(velocity=0.0, teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, pca=0.01),
+        model={"kind": "unitalker"},
+    )
+
+
+def _unitalker_warmup() -> StageConfig:
+    """UniTalker's model warm-up (published ``fix_encoder_first``): one epoch with the pretrained speech
+    encoder frozen (``asr_frontend``, ``asr``), the decoder, identities and heads training; the
+    ``unitalker`` stage then starts from its checkpoint."""
+    stage = _unitalker()
+    stage.frozen = ["asr_frontend", "asr"]
+    stage.max_epochs = 1
+    return stage
+
+
 #: The built-in stages: name -> a function returning a fresh :class:`StageConfig`.
 PRESETS = {
     "memorizing": _memorizing,
@@ -208,6 +261,8 @@ PRESETS = {
     "nomem": _nomem,
     "faceformer": _faceformer,
     "selftalk": _selftalk,
+    "unitalker": _unitalker,
+    "unitalker_warmup": _unitalker_warmup,
 }
 #: Other names of the presets accepted by ``stage=`` / ``--stage``.
 ALIASES = {"1": "memorizing", "stage1": "memorizing", "2": "animating", "stage2": "animating"}
@@ -413,6 +468,11 @@ class TrainConfig:
         self.current.validate(self.stage)
         for section in (self.data, self.model, self.optim, self.engine, self.checkpoint, self.logging):
             section.validate()
+        if self.data.corpora and self.model.kind not in MULTI_HEAD_KINDS:
+            raise ConfigError(
+                f"data.corpora: model kind {self.model.kind!r} has one output topology; training several "
+                f"corpora together needs a kind with a head per topology ({', '.join(MULTI_HEAD_KINDS)})"
+            )
         wanted = deep_merge(to_dict(self.model), self.current.model)
         if wanted != to_dict(self.model):
             raise ConfigError(

@@ -36,6 +36,7 @@ import yaml
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.errors import CheckpointError, ConfigError, DatasetError
 from memorytalker.models.builders import build_model
+from memorytalker.models.config import MULTI_HEAD_KINDS
 from memorytalker.models.loaders import (
     load_init,
     load_state_strict,
@@ -85,12 +86,13 @@ class Run:
     sampler: Any = None
     train_loader: Any = None
     val_loader: Any = None
-    lips: torch.Tensor | None = None
     group_names: list[str] = field(default_factory=list)
     trainable_parameters: int = 0
     micro_per_epoch: int = 1
     audio_seconds: float = 0.0
     resume_checkpoint: dict | None = None  # last.pt, read once by setup when resuming
+    indices: list = field(default_factory=list)  # every corpus trained on (``index`` is the first)
+    corpus_names: list[str] = field(default_factory=list)
 
     @property
     def topology(self) -> Any:
@@ -106,13 +108,25 @@ class Run:
 
     @property
     def dataset_info(self) -> dict:
-        return {
+        info = {
             "name": self.index.name,
             "root": str(self.cfg.data.root),
             "fps": float(self.index.fps),
             "units": self.index.units,
             "train_subjects": list(self.train_ds.subjects),
         }
+        if len(self.indices) > 1:
+            info["corpora"] = [
+                {
+                    "name": n,
+                    "root": str(i.root),
+                    "topology": i.topology.name,
+                    "fps": float(i.fps),
+                    "units": i.units,
+                }
+                for n, i in zip(self.corpus_names, self.indices)
+            ]
+        return info
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -150,18 +164,23 @@ class _Printer:
             tqdm.write(text)
 
 
-def measure_motion_scale(index: Any, split: str, max_clips: int = 64) -> float:
-    """The RMS vertex displacement from the subject's template over (up to ``max_clips`` evenly spaced)
-    clips of ``split``, in the data's units: the model's motion unit (``ModelConfig.motion_scale``)."""
+def _spread_clips(index: Any, split: str, max_clips: int) -> list:
     clips = index.clips(split)
     if not clips:
-        raise DatasetError(f"split {split!r} has no clips to measure the motion unit on")
-    clips = clips[:: max(1, math.ceil(len(clips) / max_clips))]
+        raise DatasetError(f"{index.root}: split {split!r} has no clips")
+    return clips[:: max(1, math.ceil(len(clips) / max_clips))]
+
+
+def measure_motion_scale(index: Any, split: str, max_clips: int = 64) -> float:
+    """The RMS vertex displacement from the subject's template over (up to ``max_clips`` evenly spaced)
+    clips of ``split``, in the data's units: the model's motion unit (``ModelConfig.motion_scale``).
+    ``index`` may be a list of datasets (corpora trained together): pooled over up to ``max_clips`` of each."""
     total, count = 0.0, 0
-    for rec in clips:
-        disp = index.load_vertices(rec).astype(np.float64) - index.template(rec.subject)[None]
-        total += float(np.sum(disp**2))
-        count += disp.shape[0] * disp.shape[1]
+    for idx in index if isinstance(index, (list, tuple)) else [index]:
+        for rec in _spread_clips(idx, split, max_clips):
+            disp = idx.load_vertices(rec).astype(np.float64) - idx.template(rec.subject)[None]
+            total += float(np.sum(disp**2))
+            count += disp.shape[0] * disp.shape[1]
     scale = math.sqrt(total / max(count, 1))
     if not scale > 0:
         raise DatasetError(
@@ -169,6 +188,22 @@ def measure_motion_scale(index: Any, split: str, max_clips: int = 64) -> float:
             "there is no motion to learn"
         )
     return scale
+
+
+def sample_displacements(indices: list, split: str, max_frames: int = 2048) -> np.ndarray:
+    """Up to ``max_frames`` vertex displacements ``(N, V, 3)`` from the subjects' templates, frames spread
+    evenly over the clips of ``split`` of ``indices`` (one topology): what a PCA basis is fitted on."""
+    clips = [(idx, rec) for idx in indices for rec in idx.clips(split)]
+    if not clips:
+        raise DatasetError(f"split {split!r} has no clips to fit a PCA basis on")
+    per_clip = max(1, math.ceil(max_frames / len(clips)))
+    out = []
+    for idx, rec in clips:
+        disp = idx.load_vertices(rec).astype(np.float32) - idx.template(rec.subject)[None]
+        step = max(1, disp.shape[0] // per_clip)
+        out.append(disp[::step][:per_clip])
+    frames = np.concatenate(out)
+    return frames[:: max(1, math.ceil(len(frames) / max_frames))]
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -182,6 +217,7 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
     from lightning_fabric import Fabric
 
     from memorytalker.data import TalkingFaceDataset, load_dataset
+    from memorytalker.data.corpora import CorpusDataset, corpus_name
     from memorytalker.training.logs import make_loggers
 
     cfg.validate()
@@ -218,21 +254,74 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
         torch.use_deterministic_algorithms(True, warn_only=True)
     fabric.seed_everything(cfg.optim.seed, verbose=False)
 
-    index = load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)
-    train_ds = TalkingFaceDataset(
-        index,
-        cfg.data.train_split,
-        cache=cfg.data.cache,
-        triplets=cfg.current.triplets,
-        max_seconds=cfg.data.max_seconds,
-        seed=cfg.optim.seed,
-        augment=cfg.data.augment,
-    )
-    val_ds = TalkingFaceDataset(index, cfg.data.val_split, cache=cfg.data.cache, subjects=train_ds.subjects)
+    indices = [load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)]
+    indices += [load_dataset(c.root, layout=c.layout, topology=c.topology) for c in cfg.data.corpora]
+    parts = []
+    for index in indices:
+        train_ds = TalkingFaceDataset(
+            index,
+            cfg.data.train_split,
+            cache=cfg.data.cache,
+            triplets=cfg.current.triplets,
+            max_seconds=cfg.data.max_seconds,
+            seed=cfg.optim.seed,
+            augment=cfg.data.augment,
+        )
+        val_ds = TalkingFaceDataset(
+            index, cfg.data.val_split, cache=cfg.data.cache, subjects=train_ds.subjects
+        )
+        parts.append((train_ds, val_ds))
+    if len(indices) == 1:
+        train_ds, val_ds = parts[0]
+        names = [corpus_name(cfg.data.root)]
+    else:
+        names = [corpus_name(cfg.data.root)] + [c.name or corpus_name(c.root) for c in cfg.data.corpora]
+        train_ds = CorpusDataset([t for t, _ in parts], names)
+        val_ds = CorpusDataset([v for _, v in parts], names)
     condition_speakers(cfg, train_ds.subjects)
-    model = build_model(cfg.model, index.topology, load_pretrained=not cfg.resume)
+    identities = train_ds.subjects if len(indices) > 1 else [f"{names[0]}/{s}" for s in train_ds.subjects]
+    topologies = output_heads(cfg, indices, identities)
+    model = build_model(cfg.model, indices[0].topology, load_pretrained=not cfg.resume, topologies=topologies)
     say = _Printer(verbose and fabric.is_global_zero)
-    return Run(cfg, fabric, say, index, train_ds, val_ds, model, precision, resume_checkpoint=resume_ckpt)
+    run = Run(cfg, fabric, say, indices[0], train_ds, val_ds, model, precision, resume_checkpoint=resume_ckpt)
+    run.indices, run.corpus_names = indices, names
+    return run
+
+
+def output_heads(cfg: TrainConfig, indices: list, identities: list[str]) -> dict | None:
+    """A kind with an output head per topology (``unitalker``): fill ``model.unitalker.heads`` (the corpora's
+    topologies, in order; corpora on one topology share a head) and ``identities`` (``<corpus>/<speaker>``
+    of every training speaker, in the batches' subject-id order) when the config leaves them empty, and
+    return the heads' topologies by name. Given lists must be exactly those. None for the other kinds."""
+    if cfg.model.kind not in MULTI_HEAD_KINDS:
+        return None
+    topologies: dict = {}
+    for index in indices:
+        topo = index.topology
+        seen = topologies.setdefault(topo.name, topo)
+        units = {i.units for i in indices if i.topology.name == topo.name}
+        if len(units) > 1:
+            raise DatasetError(
+                f"corpora on topology {topo.name!r} share an output head but are in different units {sorted(units)}"
+            )
+        if seen.num_vertices != topo.num_vertices:
+            raise DatasetError(
+                f"two corpora use topology name {topo.name!r} with {seen.num_vertices} and {topo.num_vertices} "
+                "vertices: corpora on one name share an output head, so their meshes must be the same"
+            )
+    heads = list(topologies)
+    u = cfg.model.unitalker
+    for field_name, found in (("heads", heads), ("identities", identities)):
+        given = getattr(u, field_name)
+        if not given:
+            setattr(u, field_name, found)
+        elif list(given) != found:
+            raise ConfigError(
+                f"model.unitalker.{field_name} {given} are not the training corpora's {found} (leave it empty: "
+                "the run fills it in)"
+            )
+    u.validate()
+    return topologies
 
 
 def condition_speakers(cfg: TrainConfig, train_subjects: list[str]) -> None:
@@ -270,6 +359,16 @@ def initialise(run: Run) -> None:
             f"motion unit measured on split {cfg.data.train_split!r}: "
             f"{float(model.motion_scale):.6g} {run.index.units} (RMS vertex displacement)"
         )
+    if cfg.init_path is None and hasattr(model, "fit_head"):  # a head per topology: its unit and PCA basis
+        split = cfg.data.train_split
+        for head in model.head_names:
+            corpora = [i for i in run.indices if i.topology.name == head]
+            unit = measure_motion_scale(corpora, split)
+            kept = model.fit_head(head, unit, sample_displacements(corpora, split))
+            run.say(
+                f"head {head!r}: motion unit {unit:.6g} {corpora[0].units}; PCA basis fitted on split "
+                f"{split!r} keeps {kept:.4%} of the variance"
+            )
 
 
 def prepare(run: Run) -> None:
@@ -277,7 +376,8 @@ def prepare(run: Run) -> None:
     from torch.utils.data import DataLoader, Subset
 
     from memorytalker.data import collate_batch
-    from memorytalker.training.sampler import ResumableDistributedSampler
+    from memorytalker.data.corpora import CorpusDataset
+    from memorytalker.training.sampler import CorpusBatchSampler, ResumableDistributedSampler
 
     cfg, fabric, o = run.cfg, run.fabric, run.cfg.optim
     run.group_names, params = select_trainable(run.raw_model, cfg)
@@ -290,31 +390,49 @@ def prepare(run: Run) -> None:
     )
     optimizer = make_optimizer(cfg, params, run.raw_model.parameter_groups())
     run.model, run.optimizer = fabric.setup(run.raw_model, optimizer)
-    run.lips = torch.as_tensor(np.array(run.topology.lips), dtype=torch.long, device=fabric.device)
-    run.sampler = ResumableDistributedSampler(
-        run.train_ds, num_replicas=fabric.world_size, rank=fabric.global_rank, shuffle=True, seed=o.seed
-    )
+    corpora = isinstance(run.train_ds, CorpusDataset)
+    if corpora:  # several corpora: every batch holds one corpus' clips
+        repeats = [1] + [c.repeat for c in cfg.data.corpora]
+        run.sampler = CorpusBatchSampler(
+            run.train_ds.sizes, o.batch_size, repeats, True, o.seed, fabric.world_size, fabric.global_rank
+        )
+        batching: dict[str, Any] = {"batch_sampler": run.sampler}
+    else:
+        run.sampler = ResumableDistributedSampler(
+            run.train_ds, num_replicas=fabric.world_size, rank=fabric.global_rank, shuffle=True, seed=o.seed
+        )
+        batching = {"batch_size": o.batch_size, "sampler": run.sampler}
     run.train_loader = DataLoader(
         run.train_ds,
-        batch_size=o.batch_size,
-        sampler=run.sampler,
+        **batching,
         collate_fn=collate_batch,
         num_workers=cfg.data.num_workers,
         generator=torch.Generator().manual_seed(o.seed),  # keeps DataLoader off the global RNG
         pin_memory=fabric.device.type == "cuda",
     )
-    run.micro_per_epoch = math.ceil(run.sampler.num_samples / o.batch_size)
+    run.micro_per_epoch = run.sampler.batches_per_epoch(o.batch_size)
     total_steps = cfg.current.max_epochs * math.ceil(run.micro_per_epoch / o.accumulate_grad_batches)
     if o.max_steps is not None:
         total_steps = min(total_steps, o.max_steps)
     run.scheduler = make_scheduler(cfg, run.optimizer, total_steps)
-    val_indices = list(range(len(run.val_ds)))
-    if cfg.data.val_max_clips is not None:
-        val_indices = val_indices[: cfg.data.val_max_clips]
+    limit = cfg.data.val_max_clips
+    if corpora:  # the first val_max_clips of each corpus
+        val_ds = run.val_ds
+        if limit is not None:
+            for part in val_ds.parts:
+                part.records = part.records[:limit]
+            val_ds = CorpusDataset(val_ds.parts, val_ds.names)
+        val_sampler = CorpusBatchSampler(
+            val_ds.sizes, o.val_batch_size, None, False, o.seed, fabric.world_size, fabric.global_rank
+        )
+        val_batching: dict[str, Any] = {"batch_sampler": val_sampler}
+    else:
+        val_indices = list(range(len(run.val_ds)))[:limit]
+        val_ds = Subset(run.val_ds, val_indices[fabric.global_rank :: fabric.world_size])
+        val_batching = {"batch_size": o.val_batch_size, "shuffle": False}
     run.val_loader = DataLoader(
-        Subset(run.val_ds, val_indices[fabric.global_rank :: fabric.world_size]),
-        batch_size=o.val_batch_size,
-        shuffle=False,
+        val_ds,
+        **val_batching,
         collate_fn=collate_batch,
         num_workers=cfg.data.num_workers,
         generator=torch.Generator().manual_seed(o.seed),
@@ -382,7 +500,6 @@ def validate(run: Run) -> dict[str, float]:
         run.model,
         run.val_loader,
         cfg.current.loss,
-        run.lips,
         fabric.device,
         fabric.autocast,
         all_reduce=(lambda t: fabric.all_reduce(t, reduce_op="sum")) if fabric.world_size > 1 else None,
@@ -420,7 +537,8 @@ def training_step(run: Run, batch: Any, boundary: bool) -> dict[str, torch.Tenso
     stage = run.cfg.current
     with run.fabric.no_backward_sync(run.model, enabled=not boundary):
         out = run.model(batch, teacher_forcing=stage.loss.teacher_forcing)
-        losses = compute_losses(out, batch, stage.loss, run.topology, run.raw_model.motion_scale)
+        topology = run.raw_model.topology_for(batch)
+        losses = compute_losses(out, batch, stage.loss, topology, run.raw_model.unit_for(batch))
         total = losses["total"]
         if not torch.isfinite(total):
             raise FloatingPointError(
@@ -457,7 +575,7 @@ def train_epoch(run: Run, t0: float, on_step: Callable[[TrainState], None] | Non
     cfg, state, o = run.cfg, run.state, run.cfg.optim
     run.sampler.set_epoch(state.epoch)
     run.train_ds.set_epoch(state.epoch)
-    run.sampler.set_start(min(state.batch_in_epoch * o.batch_size, run.sampler.num_samples))
+    run.sampler.start_at_batch(state.batch_in_epoch, o.batch_size)
     bar = tqdm(
         total=run.micro_per_epoch,
         initial=state.batch_in_epoch,

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from memorytalker.errors import TopologyError
@@ -22,7 +23,6 @@ def validate_loader(
     model: torch.nn.Module,
     loader: torch.utils.data.DataLoader,
     weights: LossWeights,
-    lips: torch.Tensor,
     device: torch.device,
     autocast: Callable[[], Any],
     all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -34,7 +34,9 @@ def validate_loader(
     no ground-truth motion, no teacher forcing), in the dataset's units (LVE squared); ``val_loss`` is the
     stage's loss ``weights`` (style term excluded: validation has no triplets) on the training forward pass.
 
-    Lip closure on the same predictions, over the inner-lip midline gap ``g`` (data units): ``gap_error`` =
+    Batches are scored on their own topology (``model.topology_for(batch)``: a multi-corpus model's batch
+    names its head) and predicted with ``model.predict_options(batch)`` (a speaker-conditioned kind: each
+    clip's own condition). Lip closure on the same predictions, over the inner-lip midline gap ``g`` (data units): ``gap_error`` =
     ``sum_t w_t (g_pred - g_true)^2 / sum_t w_t`` with ``w_t = 1 + GAP_CLOSED_WEIGHT`` on frames where the
     truth is closed (``g_true < GAP_CLOSED_BELOW`` motion units) - squared like LVE, so ``lve_gap = lve +
     gap_error`` (the ``checkpoint.monitor`` that counts missed closures and an open rest) is a sum of like
@@ -50,28 +52,29 @@ def validate_loader(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     clips = torch.zeros((), dtype=torch.float64, device=device)
     gap = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("err", "weight", "closed", "hit")}
-    try:
-        inner = raw.topology.inner_lips
-    except TopologyError:  # a topology without inner-lip contours: no gap measures (and no lve_gap)
-        inner = None
-    midline = None if inner is None else ([inner.mid_upper], [inner.mid_lower])
-    closed_below = GAP_CLOSED_BELOW * float(raw.motion_scale)
+    regions: dict[str, tuple] = {}  # topology name -> (lips, midline or None)
     try:
         for batch in tqdm(loader, desc="validate", leave=False, disable=not progress, dynamic_ncols=True):
             batch = batch.to(device)
+            topology = raw.topology_for(batch)
+            if topology.name not in regions:
+                regions[topology.name] = _regions(topology, device)
+            lips, midline = regions[topology.name]
             with autocast():
                 out = raw(batch, teacher_forcing=False)
-                extra = {}
-                if getattr(raw, "num_conditions", 0):  # a speaker-conditioned kind: each clip's own speaker
-                    extra["conditions"] = raw.own_conditions(batch.subject_ids)
                 pred = raw.predict(
-                    batch.audio, batch.audio_lengths, batch.templates, num_frames=batch.frame_lengths, **extra
+                    batch.audio,
+                    batch.audio_lengths,
+                    batch.templates,
+                    num_frames=batch.frame_lengths,
+                    **raw.predict_options(batch),
                 )
-            losses = compute_losses(out, batch, weights, raw.topology, raw.motion_scale)
+            unit = raw.unit_for(batch)
+            losses = compute_losses(out, batch, weights, topology, unit)
             for k, v in batch_sums(pred.float(), batch.vertices, batch.frame_mask, lips).items():
                 totals[k] += v
             if midline is not None:
-                _gap_sums(gap, pred, batch, raw.topology, midline, closed_below)
+                _gap_sums(gap, pred, batch, topology, midline, GAP_CLOSED_BELOW * float(unit))
             loss_sum += losses["total"].detach().double() * len(batch)
             clips += len(batch)
     finally:
@@ -84,12 +87,23 @@ def validate_loader(
     out = {k: float(totals[k]) / frames for k in BATCH_METRICS}
     out["val_loss"] = float(loss_sum) / max(float(clips), 1.0)
     out["val_frames"] = float(totals["frames"])
-    if midline is not None:
+    if all(m is not None for _, m in regions.values()) and regions:
         out["gap_error"] = float(gap["err"]) / max(float(gap["weight"]), 1e-12)
         out["lve_gap"] = out["lve"] + out["gap_error"]
         if float(gap["closed"]) > 0:  # no closed frame in the split: no closure rate to report
             out["closure"] = float(gap["hit"]) / float(gap["closed"])
     return out
+
+
+def _regions(topology: Any, device: torch.device) -> tuple[torch.Tensor, tuple | None]:
+    """A topology's lip vertices (a tensor on ``device``) and inner-lip midline pair (None for a topology
+    without inner-lip contours: no gap measures there, and no ``lve_gap``)."""
+    lips = torch.as_tensor(np.array(topology.lips), dtype=torch.long, device=device)
+    try:
+        inner = topology.inner_lips
+    except TopologyError:
+        return lips, None
+    return lips, ([inner.mid_upper], [inner.mid_lower])
 
 
 def _gap_sums(gap: dict, pred, batch, topology, midline, closed_below: float) -> None:
