@@ -1,7 +1,8 @@
 """Training throughput in seconds of audio per second (forward + backward + optimizer step).
 
 Uses the model, stage and data of a training config (default ``configs/synthetic.yaml``, stage 1 and
-stage 2), real batches of its training split (padded, masked, triplets for stage 2), and times
+stage 2; any model kind: ``--config configs/synthetic_faceformer.yaml --stages faceformer``, UniTalker on
+its first corpus alone), real batches of its training split (padded, masked, triplets for stage 2), and times
 ``--steps`` optimizer steps after untimed ones (at least ``--warmup`` steps and ``--warmup-seconds``), for
 each batch size, twice: a first pass over the timed batches (the first epoch: per-clip caches of a frozen
 front end are cold), then the same batches again (every later epoch). Columns: ``1st pass`` audio seconds
@@ -40,11 +41,13 @@ from torch.utils.data import DataLoader
 
 from memorytalker.data import TalkingFaceDataset, collate_batch, load_dataset
 from memorytalker.data.dataset import ClipItem
+from memorytalker.data.layout import corpus_name
 from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.models.backbones.cache import ClipFeatureCache
 from memorytalker.models.builders import build_model
 from memorytalker.models.losses import compute_losses
 from memorytalker.training.config import load_train_config
+from memorytalker.training.engine import condition_speakers, output_heads
 from memorytalker.training.optim import make_optimizer, select_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +113,9 @@ def bench(cfg, batch_size: int, steps: int, warmup: int, args, tmp: str) -> dict
             triplets=cfg.current.triplets,
             max_seconds=cfg.data.max_seconds,
         )
+    if not args.random_data:  # speaker-conditioned kinds: their training speakers / identities
+        condition_speakers(cfg, ds.subjects)
+        output_heads(cfg, [index], [f"{corpus_name(cfg.data.root)}/{s}" for s in ds.subjects])
     model = build_model(model_cfg, topology).to(device)
     _, params = select_trainable(model, cfg)
     opt = make_optimizer(cfg, params, model.parameter_groups())

@@ -3,10 +3,12 @@ number from this project's one evaluation layer.
 
     .venv/bin/python scripts/table1.py --data data/synthetic --split test \
         "MemoryTalker (ours)=runs/synthetic/animating,runs/synthetic_s1/animating" \
-        "FaceFormer=runs/synthetic_faceformer/faceformer,runs/synthetic_faceformer_s1/faceformer"
+        "FaceFormer=runs/synthetic_faceformer/faceformer,runs/synthetic_faceformer_s1/faceformer" \
+        "FaceFormer, one condition@default=runs/synthetic_faceformer/faceformer,..."
 
-Per seed (a stage folder with ``best.pt``): its ``test_report.json`` (written by ``memorytalker evaluate
---conditions all`` when missing), the parameters of the model, the training time (the span of the logged
+Per seed (a stage folder with ``best.pt``): its ``<split>_report_<conditions>.json`` (written by
+``memorytalker evaluate --conditions <conditions>`` when missing; ``auto`` unless the label says
+``@all`` / ``@default`` / ``@<speaker>``), the parameters of the model, the training time (the span of the logged
 steps in ``logs/metrics.csv`` of every stage folder of the run, e.g. memorizing + animating) and the
 inference speed (median of 3 ``predict`` calls on the bundled 8 s example, as audio seconds per second, on
 this machine's threads). Columns: the five paper metrics, closure rate on p/b/m, rest gap in pauses, lip
@@ -44,11 +46,24 @@ METRICS = [
 ]
 
 
-def report_for(stage_dir: Path, data: str, split: str) -> dict:
-    path = stage_dir / "test_report.json"
+def report_for(stage_dir: Path, data: str, split: str, conditions: str) -> dict:
+    """The evaluation report of ``stage_dir/best.pt`` on ``split`` of ``data`` under the ``conditions``
+    protocol (``memorytalker evaluate --conditions``), written once as ``<split>_report_<conditions>.json``."""
+    path = stage_dir / f"{split}_report_{conditions}.json"
     if not path.is_file():
         cmd = [sys.executable, "-m", "memorytalker", "evaluate", "--checkpoint", str(stage_dir / "best.pt")]
-        cmd += ["--data", data, "--split", split, "--out", str(path), "--no-progress", "--conditions", "all"]
+        cmd += [
+            "--data",
+            data,
+            "--split",
+            split,
+            "--out",
+            str(path),
+            "--no-progress",
+            "--conditions",
+            conditions,
+        ]
+        cmd += ["--plot-clips", "0"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(path.read_text())
 
@@ -77,8 +92,8 @@ def inference_speed(model) -> float:
     return audio.shape[1] / SAMPLE_RATE / statistics.median(runs)
 
 
-def seed_row(stage_dir: Path, data: str, split: str) -> dict:
-    report = report_for(stage_dir, data, split)
+def seed_row(stage_dir: Path, data: str, split: str, conditions: str) -> dict:
+    report = report_for(stage_dir, data, split, conditions)
     model, _, _ = load_model(stage_dir / "best.pt")
     values = {}
     for key, where, _, scale in METRICS:
@@ -95,7 +110,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("rows", nargs="+", help="label=STAGE_DIR[,STAGE_DIR...] (one folder per seed)")
+    ap.add_argument(
+        "rows",
+        nargs="+",
+        help="label[@conditions]=STAGE_DIR[,STAGE_DIR...]: one folder per seed; conditions = evaluate's "
+        "--conditions protocol for speaker-conditioned kinds (default auto: the kind's published one)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     headers = [h for _, _, h, _ in METRICS] + ["parameters [M]", "training [min]", "inference [audio s/s]"]
@@ -103,7 +123,8 @@ def main() -> None:
     print("|---|---|" + "---|" * len(headers))
     for row in args.rows:
         label, _, dirs = row.partition("=")
-        seeds = [seed_row(Path(d), args.data, args.split) for d in dirs.split(",") if d]
+        label, _, conditions = label.partition("@")
+        seeds = [seed_row(Path(d), args.data, args.split, conditions or "auto") for d in dirs.split(",") if d]
         keys = [k for k, *_ in METRICS] + ["params", "train_min", "speed"]
         cells = []
         for k in keys:

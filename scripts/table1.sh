@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Rebuild docs/RESULTS.md "Table 1 in one harness" on a 2-core CPU, one run at a time (about 3 hours of
+# training for two seeds of every row, then the evaluations): the synthetic corpora, every Table 1 system as a
+# model kind of the one trainer (checkpoints selected on the validation speakers), each scored on the unseen
+# test speakers of the project's face corpus by the one evaluation layer, and the table.
+#   bash scripts/table1.sh            # SEEDS="0 1" by default
+# Runs whose best.pt already exists are kept (delete the folder to retrain it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MT=.venv/bin/memorytalker
+PY=.venv/bin/python
+SEEDS=${SEEDS:-"0 1"}
+FLAME=../shared/data/flame
+[ -f data/synthetic/dataset.yaml ] || $MT synth --out data/synthetic --speakers 24 --sentences 40 --seed 0
+[ -f data/synth_head/dataset.yaml ] || $MT synth --out data/synth_head --face procedural --speakers 12 --sentences 40 --seed 1
+UNI_CORPORA="[{root: data/synth_head}, {root: data/synth_flame}]"
+if [ -f $FLAME/FLAME_sample.ply ]; then  # FLAME is non-commercial: generated here, never shipped
+  [ -f data/synth_flame/dataset.yaml ] || $MT synth --out data/synth_flame --speakers 12 --sentences 40 --seed 2 \
+    --template $FLAME/FLAME_sample.ply --regions $FLAME/FLAME_masks.pkl
+else
+  echo "no $FLAME: UniTalker trains on two topologies (the project's face and the procedural head)"
+  UNI_CORPORA="[{root: data/synth_head}]"
+fi
+
+NOGAP="stages.memorizing.loss.gap=0 stages.animating.loss.gap=0 stages.memorizing.loss.laplacian=0"
+NOGAP="$NOGAP stages.animating.loss.laplacian=0 checkpoint.monitor=lve"
+suffix() { [ "$1" = 0 ] && echo "" || echo "_s$1"; }
+train() {  # train NAME STAGE CONFIG [overrides...]: skipped when NAME/STAGE/best.pt exists
+  local name=$1 stage=$2 config=$3
+  shift 3
+  [ -f "runs/$name/$stage/best.pt" ] || $MT train --config "$config" --stage "$stage" name="$name" "$@"
+}
+for seed in $SEEDS; do
+  s=$(suffix "$seed")
+  train "synthetic$s" memorizing configs/synthetic.yaml optim.seed="$seed"
+  train "synthetic$s" animating configs/synthetic.yaml optim.seed="$seed"
+  # shellcheck disable=SC2086
+  train "synthetic_paper$s" memorizing configs/synthetic.yaml optim.seed="$seed" $NOGAP
+  # shellcheck disable=SC2086
+  train "synthetic_paper$s" animating configs/synthetic.yaml optim.seed="$seed" $NOGAP
+  train "synthetic_faceformer$s" faceformer configs/synthetic_faceformer.yaml optim.seed="$seed"
+  train "synthetic_selftalk$s" selftalk configs/synthetic_selftalk.yaml optim.seed="$seed"
+  train "synthetic_unitalker$s" unitalker configs/synthetic_unitalker.yaml optim.seed="$seed" "data.corpora=$UNI_CORPORA"
+done
+
+rows() {  # rows LABEL RUN STAGE: LABEL=runs/RUN/STAGE,runs/RUN_s1/STAGE,...
+  local out="$1=" sep=""
+  for seed in $SEEDS; do out="$out${sep}runs/$2$(suffix "$seed")/$3"; sep=","; done
+  echo "$out"
+}
+$PY scripts/table1.py --data data/synthetic --split test \
+  "$(rows "MemoryTalker (ours: gap + Laplacian losses, lve_gap selection)" synthetic animating)" \
+  "$(rows "MemoryTalker (paper-faithful)" synthetic_paper animating)" \
+  "$(rows "FaceFormer (every training style, averaged)@all" synthetic_faceformer faceformer)" \
+  "$(rows "FaceFormer (one style: the first training speaker)@default" synthetic_faceformer faceformer)" \
+  "$(rows "SelfTalk" synthetic_selftalk selftalk)" \
+  "$(rows "UniTalker (common identity)" synthetic_unitalker unitalker)"
