@@ -225,6 +225,22 @@ def test_train_evaluate_and_round_trip_through_the_cli(trained, tmp_path, capsys
     assert "'nobody' is not one of this model's training speakers" in capsys.readouterr().err
 
 
+def test_the_conditions_of_a_clip_run_as_one_batch_equal_to_one_call_each(trained):
+    from memorytalker.data import load_dataset
+    from memorytalker.evaluation.scoring import predict_split
+
+    data, run = trained
+    model, _, _ = load_model(run / "best.pt")
+    index = load_dataset(data)
+    one = predict_split(model, index, "val", progress=False, conditions="all", condition_batch=1)
+    batched = predict_split(model, index, "val", progress=False, conditions="all")
+    assert [c.clip_id for c in one] == [c.clip_id for c in batched] and len(one) == 3 * len(
+        index.clips("val")
+    )
+    for a, b in zip(one, batched):
+        assert np.allclose(a.pred, b.pred, atol=1e-5)
+
+
 def test_speakers_given_must_be_the_training_split(tmp_path):
     data = make_learnable_dataset(tmp_path / "data")
     cfg = load_train_config(
