@@ -122,7 +122,7 @@ def main() -> None:
     print("| method | seeds | " + " | ".join(headers) + " |")
     print("|---|---|" + "---|" * len(headers))
     for row in args.rows:
-        label, _, dirs = row.partition("=")
+        label, _, dirs = row.rpartition("=")
         label, _, conditions = label.partition("@")
         seeds = [seed_row(Path(d), args.data, args.split, conditions or "auto") for d in dirs.split(",") if d]
         keys = [k for k, *_ in METRICS] + ["params", "train_min", "speed"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild docs/RESULTS.md "Table 1 in one harness" on a 2-core CPU, one run at a time (about 3 hours of
+# Rebuild docs/RESULTS.md "Table 1 in one harness" on a 2-core CPU, one run at a time (about 3.5 hours of
 # training for two seeds of every row, then the evaluations): the synthetic corpora, every Table 1 system as a
 # model kind of the one trainer (checkpoints selected on the validation speakers), each scored on the unseen
 # test speakers of the project's face corpus by the one evaluation layer, and the table.
@@ -42,6 +42,10 @@ for seed in $SEEDS; do
   train "synthetic_selftalk$s" selftalk configs/synthetic_selftalk.yaml optim.seed="$seed"
   train "synthetic_unitalker$s" unitalker configs/synthetic_unitalker.yaml optim.seed="$seed" "data.corpora=$UNI_CORPORA"
 done
+# UniTalker ablations, seed 0: the project's corpus alone, and no PCA head
+train synthetic_unitalker_one unitalker configs/synthetic_unitalker.yaml "data.corpora=[]"
+train synthetic_unitalker_nopca unitalker configs/synthetic_unitalker.yaml "data.corpora=$UNI_CORPORA" \
+  model.unitalker.pca_dim=0
 
 rows() {  # rows LABEL RUN STAGE: LABEL=runs/RUN/STAGE,runs/RUN_s1/STAGE,...
   local out="$1=" sep=""
@@ -54,4 +58,11 @@ $PY scripts/table1.py --data data/synthetic --split test \
   "$(rows "FaceFormer (every training style, averaged)@all" synthetic_faceformer faceformer)" \
   "$(rows "FaceFormer (one style: the first training speaker)@default" synthetic_faceformer faceformer)" \
   "$(rows "SelfTalk" synthetic_selftalk selftalk)" \
-  "$(rows "UniTalker (common identity)" synthetic_unitalker unitalker)"
+  "$(rows "UniTalker (common identity)" synthetic_unitalker unitalker)" \
+  "UniTalker, one corpus (data.corpora=[])=runs/synthetic_unitalker_one/unitalker" \
+  "UniTalker, no PCA (model.unitalker.pca_dim=0)=runs/synthetic_unitalker_nopca/unitalker"
+for d in runs/synthetic/animating runs/synthetic_paper/animating runs/synthetic_faceformer/faceformer \
+  runs/synthetic_selftalk/selftalk runs/synthetic_unitalker/unitalker; do  # real speech, where the recordings are
+  [ -d ../shared/data/speech ] || { echo "no ../shared/data/speech: real-speech table skipped"; break; }
+  [ -f $d/real_lipsync.json ] || $PY scripts/real_speech_lipsync.py -c $d/best.pt --out $d/real_lipsync.json
+done
