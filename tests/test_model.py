@@ -89,7 +89,15 @@ def test_motion_scale_is_the_unit_of_the_motion_encoder_and_the_head():
         model.set_motion_scale(float("nan"))
 
 
-@pytest.mark.parametrize("style", [False, True, "absolute"])
+def _with_read_skip(model: MemoryTalker) -> MemoryTalker:
+    cfg = dataclasses.replace(model.cfg, decoder=dataclasses.replace(model.cfg.decoder, read_skip=True))
+    torch.manual_seed(1)
+    skip = MemoryTalker(cfg, model.topology).eval()
+    randomize_head(skip)
+    return skip
+
+
+@pytest.mark.parametrize("style", [False, True, "absolute", "read_skip"])
 def test_padded_batch_equals_each_clip_alone(style):
     model = _model(style=bool(style)).eval()
     if style == "absolute":
@@ -98,6 +106,8 @@ def test_padded_batch_equals_each_clip_alone(style):
             model.topology,
         ).eval()
         randomize_head(model)
+    if style == "read_skip":
+        model = _with_read_skip(model)
     batch = make_batch(model.topology, [1.1, 0.53, 0.8], triplets=style)
     with torch.no_grad():
         out = model(batch, teacher_forcing=True)
@@ -227,9 +237,35 @@ def test_ablation_switches():
     assert stage2(make_batch(topo, [0.5])).style_weights is not None
 
 
-@pytest.mark.parametrize("style", [False, True])
+def test_read_skip_adds_a_linear_map_of_the_read_after_the_last_norm():
+    """``decoder.read_skip``: the layers' output plus ``W`` times the motion feature (the last ``D`` fused
+    inputs), so a read scaled by ``c`` moves that term by exactly ``c``; in the decoder group; needs memory."""
+    model = _with_read_skip(_model(style=True))
+    dec = model.decoder
+    assert dec.read_skip is not None and dec.skip_in == model.cfg.memory.width
+    assert all(any(p is q for q in model.parameter_groups()["decoder"]) for p in dec.read_skip.parameters())
+    b, t, d = 2, 9, model.cfg.memory.width
+    fused = torch.randn(b, t, 2 * d)
+    text = torch.randn(b, t * model.text_rate, d)
+    valid = torch.ones(b, t, dtype=torch.bool)
+    with torch.no_grad():
+        full = dec.hidden(fused, text, valid)
+        weight = dec.read_skip.weight.clone()
+        dec.read_skip.weight.zero_()
+        plain = dec.hidden(fused, text, valid)
+        dec.read_skip.weight.copy_(weight)
+    torch.testing.assert_close(full - plain, fused[..., d:] @ weight.t(), atol=1e-5, rtol=1e-5)
+    assert float((full - plain).abs().max()) > 1e-3
+    with pytest.raises(ConfigError, match="read_skip needs the memory"):
+        cfg = tiny_config(memory=False)
+        dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, read_skip=True)).validate()
+
+
+@pytest.mark.parametrize("style", [False, True, "read_skip"])
 def test_parameter_groups_partition_the_parameters(style):
-    model = MemoryTalker(tiny_config(style=style), tiny_topology())
+    model = MemoryTalker(tiny_config(style=bool(style)), tiny_topology())
+    if style == "read_skip":
+        model = _with_read_skip(model)
     groups = model.parameter_groups()
     assert tuple(groups) == GROUPS
     ids = [id(p) for ps in groups.values() for p in ps]

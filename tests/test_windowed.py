@@ -18,10 +18,13 @@ from memorytalker.models.windowed import (
 )
 
 
-def _model(style: bool, level: str = "absolute", memory: bool = True) -> MemoryTalker:
+def _model(
+    style: bool, level: str = "absolute", memory: bool = True, read_skip: bool = False
+) -> MemoryTalker:
     torch.manual_seed(0)
     cfg = tiny_config(style=style, memory=memory)
     cfg.style.level = level
+    cfg.decoder.read_skip = read_skip
     model = MemoryTalker(cfg, tiny_topology()).eval()
     randomize_head(model)
     return model
@@ -46,11 +49,15 @@ def _whole_and_windowed(model, seconds: float, window: int):
         (False, "absolute", True),
         (True, "absolute", True),
         (True, "normalized", True),
+        (True, "read_skip", True),
         (False, "absolute", False),
     ],
 )
 def test_windows_equal_the_whole_clip(style, level, memory):
-    model = _model(style, level, memory)
+    if level == "read_skip":  # the decoder's read skip, with the paper's style input
+        model = _model(style, "normalized", memory, read_skip=True)
+    else:
+        model = _model(style, level, memory)
     whole, windowed = _whole_and_windowed(model, 7.3, window=41)
     assert windowed.shape == whole.shape
     scale = float((whole - torch.from_numpy(model.topology.vertices)).abs().max())

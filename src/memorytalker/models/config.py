@@ -216,6 +216,11 @@ class DecoderConfig:
         layers, heads, ffn, dropout: transformer decoder (post-norm, ReLU, as ``nn.TransformerDecoderLayer``).
         window: self-attention sees +-window frames (bidirectional); 0 = no limit (quadratic; short clips).
         period: periodic positional encoding period in frames; 0 = the topology's fps (30 or 25).
+        read_skip: add a linear map of the motion feature (the memory read; ``f_m`` in the teacher-forced
+            pass) to the decoder layers' output, after their last LayerNorm, so the head's offsets follow
+            the read's magnitude and stage 2's slot weights can scale the motion. False = the paper's
+            decoder, whose post-norm layers normalise the read's scale away (docs/RESULTS.md, "Can the
+            slot weights scale the motion?"). Needs the memory.
     """
 
     layers: int = 1
@@ -224,6 +229,7 @@ class DecoderConfig:
     dropout: float = 0.1
     window: int = 60
     period: int = 0
+    read_skip: bool = False
 
     def validate(self) -> None:
         for name in ("layers", "heads", "ffn"):
@@ -453,6 +459,8 @@ class ModelConfig:
         self.memory.validate()
         self.style.validate()
         self.decoder.validate()
+        if self.decoder.read_skip and not self.memory.enabled:
+            raise ConfigError("model.decoder.read_skip needs the memory (model.memory.enabled: true)")
         if self.memory.width % self.decoder.heads:
             raise ConfigError(
                 f"model.memory.width={self.memory.width} is not divisible by model.decoder.heads="

@@ -53,6 +53,8 @@ class MotionDecoder(nn.Module):
     Args:
         fusion_in: input width of the fusion layer (``2 D`` with memory, ``D`` without).
         dim: ``D``. num_vertices: ``V``. period: PPE period in frames (the mesh fps).
+        skip_in: width of the motion feature at the end of the fused input that a bias-free linear map
+            adds to the layers' output (``DecoderConfig.read_skip``); 0 = none (the paper's decoder).
     """
 
     def __init__(
@@ -66,12 +68,17 @@ class MotionDecoder(nn.Module):
         ffn: int,
         window: int,
         dropout: float,
+        skip_in: int = 0,
     ) -> None:
         super().__init__()
         self.dim, self.num_vertices, self.period = dim, int(num_vertices), int(period)
         self.fusion = nn.Linear(fusion_in, dim)
         self.ppe_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList([DecoderLayer(dim, heads, ffn, window, dropout) for _ in range(layers)])
+        if not 0 <= skip_in <= fusion_in:
+            raise ValueError(f"skip_in={skip_in} must be within the fused input's {fusion_in} features")
+        self.skip_in = int(skip_in)
+        self.read_skip = nn.Linear(skip_in, dim, bias=False) if skip_in else None
         self.head = nn.Linear(dim, 3 * self.num_vertices)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -102,14 +109,17 @@ class MotionDecoder(nn.Module):
     def hidden(
         self, fused_in: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, start: int = 0
     ) -> torch.Tensor:
-        """Fusion, PPE and the decoder layers: ``(B, T, D)`` features the head reads (``start``: the first
-        frame's index when decoding a window of a longer sequence, for the positional encoding)."""
+        """Fusion, PPE and the decoder layers (plus the read skip, when on): ``(B, T, D)`` features the head
+        reads (``start``: the first frame's index when decoding a window of a longer sequence, for the
+        positional encoding)."""
         x = self.fusion(fused_in)
         t = x.shape[1]
         x = x + periodic_positional_encoding(t, self.dim, self.period, x.device, x.dtype, start)[None]
         x = self.ppe_dropout(x)
         for layer in self.layers:
             x = layer(x, text, valid)
+        if self.read_skip is not None:  # past the last LayerNorm: the head sees the read's magnitude
+            x = x + self.read_skip(fused_in[..., -self.skip_in :])
         return x
 
     def vertices(

@@ -112,6 +112,7 @@ class MemoryTalker(SpeechToFace):
             ffn=dc.ffn,
             window=dc.window,
             dropout=dc.dropout,
+            skip_in=d if cfg.memory.enabled and dc.read_skip else 0,
         )
 
     # ------------------------------------------------------------------ groups
@@ -125,6 +126,8 @@ class MemoryTalker(SpeechToFace):
             groups["motion_encoder"] = list(self.motion_encoder.parameters())
         groups["fusion"] = list(self.decoder.fusion.parameters())
         groups["decoder"] = list(self.decoder.layers.parameters())
+        if self.decoder.read_skip is not None:
+            groups["decoder"] += list(self.decoder.read_skip.parameters())
         groups["head"] = list(self.decoder.head.parameters())
         if self.style is not None:
             groups["style"] = list(self.style.parameters())
