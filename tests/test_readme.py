@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memorytalker.cli import build_parser, main
+from memorytalker.cli import build_parser, main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -44,6 +44,16 @@ def test_readme_command_exists(words, capsys):
 def test_every_command_has_help():
     parser = build_parser()
     assert parser.format_help()
+
+
+def test_overrides_may_come_before_and_after_the_options(capsys):
+    args = parse_args(build_parser(), ["train", "--config", "c.yaml", "a=1", "--stage", "animating", "b=2"])
+    assert args.overrides == ["a=1", "b=2"] and args.stage == "animating" and args.config == "c.yaml"
+    with pytest.raises(SystemExit):  # anything else left over is still an error
+        parse_args(build_parser(), ["train", "a=1", "--stage", "animating", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # commands without overrides take no key=value
+        parse_args(build_parser(), ["animate", "--out", "o", "a=1", "--no-video", "b=2"])
 
 
 def test_main_job_animates_the_bundled_example_with_the_embedded_model(tmp_path):
