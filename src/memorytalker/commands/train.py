@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="config overrides after the options, e.g. stage.max_epochs=5 data.root=data/synthetic",
+        help="config overrides (before or after the options; later ones win), e.g. stage.max_epochs=5 "
+        "data.root=data/synthetic",
     )
 
 
