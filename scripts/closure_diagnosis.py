@@ -34,12 +34,20 @@ import torch
 
 from memorytalker.data import load_dataset
 from memorytalker.data.phonemes import CTC_VOCAB
-from memorytalker.evaluation.lipsync import BILABIALS, as_phones, closure_rate, interval_frames
+from memorytalker.evaluation.lipsync import (
+    BILABIALS,
+    LipSyncConfig,
+    as_phones,
+    closure_rate,
+    interval_frames,
+    length_in_units,
+)
 from memorytalker.inference import default_checkpoint
 from memorytalker.models.loaders import load_model
 from memorytalker.topology.lips import inner_lip_gap
 
-THRESHOLD_MM = 1.0  # docs/METRICS.md: a bilabial is closed when its minimum gap is <= 1 mm
+#: the closure threshold (mm) and the frames added on each side of a bilabial, as `evaluate` counts them
+LIPSYNC = LipSyncConfig()
 BLUR_WINDOWS = (3, 5, 7, 9)
 BILABIAL_IDS = [CTC_VOCAB.index(p) for p in BILABIALS]
 
@@ -50,7 +58,7 @@ def blur(gap: np.ndarray, w: int) -> np.ndarray:
     return np.convolve(padded, np.ones(w) / w, mode="valid")
 
 
-def bilabial_frames(phones: list, fps: float, n: int, tolerance: int = 1) -> list[tuple[int, int]]:
+def bilabial_frames(phones: list, fps: float, n: int, tolerance: int) -> list[tuple[int, int]]:
     """``(lo, hi)`` inclusive frame range of each P/B/M phone ±``tolerance``, clipped to ``n`` frames."""
     out = []
     for p in phones:
@@ -66,7 +74,8 @@ def diagnose(ckpt: str, data: str, split: str) -> dict:
     if getattr(model, "memory", None) is None:
         raise SystemExit(f"{ckpt}: not a MemoryTalker model with a memory (kind or stage without one)")
     index = load_dataset(data)
-    unit = 1e-3 if index.units == "m" else 1.0  # 1 mm in the data's units
+    unit = length_in_units(1.0, index.units)  # 1 mm in the data's units
+    threshold, tolerance = LIPSYNC.closure_mm * unit, LIPSYNC.tolerance_frames
     fps = float(index.fps)
     rows: dict[str, list] = {
         k: [] for k in ("heard", "p_bil", "addr_blank", "addr_bil", "key", "teacher", "gt")
@@ -98,12 +107,12 @@ def diagnose(ckpt: str, data: str, split: str) -> dict:
                 "gt": inner_lip_gap(verts[0].numpy(), topology),
             }
             for what, gap in gaps.items():
-                rows[what].extend(closure_rate(gap, alignment, fps, THRESHOLD_MM * unit).minima / unit)
+                rows[what].extend(closure_rate(gap, alignment, fps, threshold, tolerance).minima / unit)
             for w in BLUR_WINDOWS:
                 blurred[w].extend(
-                    closure_rate(blur(gaps["gt"], w), alignment, fps, THRESHOLD_MM * unit).minima / unit
+                    closure_rate(blur(gaps["gt"], w), alignment, fps, threshold, tolerance).minima / unit
                 )
-            for lo, hi in bilabial_frames(phones, fps, n):
+            for lo, hi in bilabial_frames(phones, fps, n, tolerance):
                 p = post[lo : hi + 1]
                 rows["heard"].append(bool(np.isin(p[:, 1:].argmax(-1) + 1, BILABIAL_IDS).any()))
                 rows["p_bil"].append(float(p[:, BILABIAL_IDS].sum(-1).max()))
@@ -118,7 +127,7 @@ def diagnose(ckpt: str, data: str, split: str) -> dict:
             speech_frames += int(speech.sum())
 
     def closed(minima: list) -> float:
-        return float(np.mean(np.asarray(minima) <= THRESHOLD_MM))
+        return float(np.mean(np.asarray(minima) <= LIPSYNC.closure_mm))
 
     result = {
         "bilabials": len(rows["gt"]),
