@@ -24,6 +24,7 @@ import torch
 from style_amplitude import lip_amplitude
 
 from memorytalker.data import load_dataset
+from memorytalker.evaluation.metrics import lve
 from memorytalker.models.loaders import load_model
 
 
@@ -44,11 +45,9 @@ def sweep(ckpt: str, index, recs, weights: list[float]) -> dict:
                 gt = index.load_vertices(rec)
                 for c in [*weights, "model"]:
                     model.style.weights = own if c == "model" else (lambda f, c=c: torch.full_like(f, c))
-                    pred = model.predict(audio, lengths, template)[0].numpy()
-                    n = min(len(pred), len(gt))
-                    err = np.sum((pred[:n, lips] - gt[:n, lips]) ** 2, axis=-1).max(-1).mean()
+                    pred = model.predict(audio, lengths, template)[0].numpy()[: len(gt)]
                     out.setdefault(rec.subject, {}).setdefault(c, []).append(
-                        (float(err), lip_amplitude(pred[:n], lips))
+                        (lve(pred, gt, lips), lip_amplitude(pred, lips))
                     )
     finally:
         model.style.weights = own
