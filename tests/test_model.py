@@ -242,7 +242,7 @@ def test_read_skip_adds_a_linear_map_of_the_read_after_the_last_norm():
     inputs), so a read scaled by ``c`` moves that term by exactly ``c``; in the decoder group; needs memory."""
     model = _with_read_skip(_model(style=True))
     dec = model.decoder
-    assert dec.read_skip is not None and dec.skip_in == model.cfg.memory.width
+    assert dec.read_skip is not None and dec.read_skip.in_features == model.cfg.memory.width
     assert all(any(p is q for q in model.parameter_groups()["decoder"]) for p in dec.read_skip.parameters())
     b, t, d = 2, 9, model.cfg.memory.width
     fused = torch.randn(b, t, 2 * d)

@@ -77,7 +77,6 @@ class MotionDecoder(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(dim, heads, ffn, window, dropout) for _ in range(layers)])
         if not 0 <= skip_in <= fusion_in:
             raise ValueError(f"skip_in={skip_in} must be within the fused input's {fusion_in} features")
-        self.skip_in = int(skip_in)
         self.read_skip = nn.Linear(skip_in, dim, bias=False) if skip_in else None
         self.head = nn.Linear(dim, 3 * self.num_vertices)
         nn.init.zeros_(self.head.weight)
@@ -119,7 +118,7 @@ class MotionDecoder(nn.Module):
         for layer in self.layers:
             x = layer(x, text, valid)
         if self.read_skip is not None:  # past the last LayerNorm: the head sees the read's magnitude
-            x = x + self.read_skip(fused_in[..., -self.skip_in :])
+            x = x + self.read_skip(fused_in[..., -self.read_skip.in_features :])
         return x
 
     def vertices(

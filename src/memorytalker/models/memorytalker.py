@@ -112,7 +112,7 @@ class MemoryTalker(SpeechToFace):
             ffn=dc.ffn,
             window=dc.window,
             dropout=dc.dropout,
-            skip_in=d if cfg.memory.enabled and dc.read_skip else 0,
+            skip_in=d if dc.read_skip else 0,  # validate(): read_skip needs the memory
         )
 
     # ------------------------------------------------------------------ groups
