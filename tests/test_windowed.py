@@ -44,20 +44,17 @@ def _whole_and_windowed(model, seconds: float, window: int):
 
 
 @pytest.mark.parametrize(
-    "style,level,memory",
+    "style,level,memory,read_skip",
     [
-        (False, "absolute", True),
-        (True, "absolute", True),
-        (True, "normalized", True),
-        (True, "read_skip", True),
-        (False, "absolute", False),
+        (False, "absolute", True, False),
+        (True, "absolute", True, False),
+        (True, "normalized", True, False),
+        (True, "normalized", True, True),
+        (False, "absolute", False, False),
     ],
 )
-def test_windows_equal_the_whole_clip(style, level, memory):
-    if level == "read_skip":  # the decoder's read skip, with the paper's style input
-        model = _model(style, "normalized", memory, read_skip=True)
-    else:
-        model = _model(style, level, memory)
+def test_windows_equal_the_whole_clip(style, level, memory, read_skip):
+    model = _model(style, level, memory, read_skip)
     whole, windowed = _whole_and_windowed(model, 7.3, window=41)
     assert windowed.shape == whole.shape
     scale = float((whole - torch.from_numpy(model.topology.vertices)).abs().max())
