@@ -8,7 +8,8 @@ number from this project's one evaluation layer.
 
 Per seed (a stage folder with ``best.pt``): its ``<split>_report_<conditions>.json`` (written by
 ``memorytalker evaluate --conditions <conditions>`` when missing; ``auto`` unless the label says
-``@all`` / ``@default`` / ``@<speaker>``), the parameters of the model, the training time (the span of the logged
+``@all`` / ``@default`` / ``@<speaker>``; ``@report:PATH`` reads a report written by another command, see
+:func:`report_for`), the parameters of the model, the training time (the span of the logged
 steps in ``logs/metrics.csv`` of every stage folder of the run, e.g. memorizing + animating) and the
 inference speed (median of 3 ``predict`` calls on the bundled 8 s example, as audio seconds per second, on
 this machine's threads). Columns: the five paper metrics, closure rate on p/b/m, rest gap in pauses, lip
@@ -48,7 +49,17 @@ METRICS = [
 
 def report_for(stage_dir: Path, data: str, split: str, conditions: str) -> dict:
     """The evaluation report of ``stage_dir/best.pt`` on ``split`` of ``data`` under the ``conditions``
-    protocol (``memorytalker evaluate --conditions``), written once as ``<split>_report_<conditions>.json``."""
+    protocol (``memorytalker evaluate --conditions``), written once as ``<split>_report_<conditions>.json``.
+    ``conditions`` = ``report:PATH`` reads a report another command wrote instead (``PATH`` relative to
+    ``stage_dir``: Imitator's ``../adapted/report.json`` from ``memorytalker adapt``, ScanTalk's report on
+    the remeshed corpus)."""
+    if conditions.startswith("report:"):
+        path = stage_dir / conditions.removeprefix("report:")
+        if not path.is_file():
+            raise SystemExit(
+                f"{path}: no such report (scripts/table1.sh writes it: memorytalker adapt / evaluate)"
+            )
+        return json.loads(path.read_text())
     path = stage_dir / f"{split}_report_{conditions}.json"
     if not path.is_file():
         cmd = [sys.executable, "-m", "memorytalker", "evaluate", "--checkpoint", str(stage_dir / "best.pt")]
@@ -114,7 +125,8 @@ def main() -> None:
         "rows",
         nargs="+",
         help="label[@conditions]=STAGE_DIR[,STAGE_DIR...]: one folder per seed; conditions = evaluate's "
-        "--conditions protocol for speaker-conditioned kinds (default auto: the kind's published one)",
+        "--conditions protocol for speaker-conditioned kinds (default auto: the kind's published one), or "
+        "report:PATH (a report another command wrote, relative to each STAGE_DIR)",
     )
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild docs/RESULTS.md "Table 1 in one harness" on a 2-core CPU, one run at a time (about 3.5 hours of
+# Rebuild docs/RESULTS.md "Table 1 in one harness" on a 2-core CPU, one run at a time (about 5 hours of
 # training for two seeds of every row, then the evaluations): the synthetic corpora, every Table 1 system as a
 # model kind of the one trainer (checkpoints selected on the validation speakers), each scored on the unseen
 # test speakers of the project's face corpus by the one evaluation layer, and the table.
@@ -41,6 +41,24 @@ for seed in $SEEDS; do
   train "synthetic_faceformer$s" faceformer configs/synthetic_faceformer.yaml optim.seed="$seed"
   train "synthetic_selftalk$s" selftalk configs/synthetic_selftalk.yaml optim.seed="$seed"
   train "synthetic_unitalker$s" unitalker configs/synthetic_unitalker.yaml optim.seed="$seed" "data.corpora=$UNI_CORPORA"
+  train "synthetic_codetalker$s" codetalker_vq configs/synthetic_codetalker.yaml optim.seed="$seed"
+  train "synthetic_codetalker$s" codetalker configs/synthetic_codetalker.yaml optim.seed="$seed"
+  train "synthetic_imitator$s" imitator configs/synthetic_imitator.yaml optim.seed="$seed"
+  train "synthetic_scantalk$s" scantalk configs/synthetic_scantalk.yaml optim.seed="$seed" "data.corpora=$UNI_CORPORA"
+done
+# Imitator's personalisation (the test speakers' first 4 sentences, split `adapt`; scored on `test`), ScanTalk on
+# a mesh it never saw (the project's face remeshed: scripts/remesh_corpus.py), CodeTalker's codebook usage
+[ -f data/synthetic_remeshed/dataset.yaml ] || $PY scripts/remesh_corpus.py data/synthetic --out data/synthetic_remeshed \
+  --vertices 3600 --splits test
+for seed in $SEEDS; do
+  s=$(suffix "$seed")
+  [ -f "runs/synthetic_imitator$s/adapted/report.json" ] || $MT adapt -c "runs/synthetic_imitator$s/imitator/best.pt" \
+    -d data/synthetic --split adapt --score-split test --out "runs/synthetic_imitator$s/adapted"
+  d=runs/synthetic_scantalk$s/scantalk
+  [ -f $d/test_remeshed.json ] || $MT evaluate -c $d/best.pt -d data/synthetic_remeshed --split test --out $d/test_remeshed.json
+  d=runs/synthetic_codetalker$s/codetalker
+  [ -f $d/codebook.json ] || $PY scripts/codebook_usage.py $d/best.pt --data data/synthetic --split test \
+    --conditions default --json $d/codebook.json
 done
 # UniTalker ablations, seed 0: the project's corpus alone, and no PCA head
 train synthetic_unitalker_one unitalker configs/synthetic_unitalker.yaml "data.corpora=[]"
@@ -59,10 +77,16 @@ $PY scripts/table1.py --data data/synthetic --split test \
   "$(rows "FaceFormer (one style: the first training speaker)@default" synthetic_faceformer faceformer)" \
   "$(rows "SelfTalk" synthetic_selftalk selftalk)" \
   "$(rows "UniTalker (common identity)" synthetic_unitalker unitalker)" \
+  "$(rows "CodeTalker (every training style, averaged)@all" synthetic_codetalker codetalker)" \
+  "$(rows "Imitator, generalised (every training style, averaged)@all" synthetic_imitator imitator)" \
+  "$(rows "Imitator, adapted (4 sequences per test speaker)@report:../adapted/report.json" synthetic_imitator imitator)" \
+  "$(rows "ScanTalk" synthetic_scantalk scantalk)" \
+  "$(rows "ScanTalk on the remeshed face (unseen topology)@report:test_remeshed.json" synthetic_scantalk scantalk)" \
   "UniTalker, one corpus (data.corpora=[])=runs/synthetic_unitalker_one/unitalker" \
   "UniTalker, no PCA (model.unitalker.pca_dim=0)=runs/synthetic_unitalker_nopca/unitalker"
 for d in runs/synthetic/animating runs/synthetic_paper/animating runs/synthetic_faceformer/faceformer \
-  runs/synthetic_selftalk/selftalk runs/synthetic_unitalker/unitalker; do  # real speech, where the recordings are
+  runs/synthetic_selftalk/selftalk runs/synthetic_unitalker/unitalker runs/synthetic_codetalker/codetalker \
+  runs/synthetic_imitator/imitator runs/synthetic_scantalk/scantalk; do  # real speech, where the recordings are
   [ -d ../shared/data/speech ] || { echo "no ../shared/data/speech: real-speech table skipped"; break; }
   [ -f $d/real_lipsync.json ] || $PY scripts/real_speech_lipsync.py -c $d/best.pt --out $d/real_lipsync.json
 done

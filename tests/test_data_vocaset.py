@@ -78,7 +78,7 @@ def test_prepare_manifest_templates_topology(prepared, fake_vocaset_raw):
     manifest = yaml.safe_load((prepared / "dataset.yaml").read_text())
     assert manifest["fps"] == 30 and manifest["vertex_fps"] == 30 and manifest["units"] == "m"
     assert manifest["topology"] == "topology.npz"
-    assert set(manifest["splits"]) == {"train", "val", "test"}
+    assert set(manifest["splits"]) == {"train", "val", "test", "adapt"}  # adapt: Imitator's protocol
     with open(prepared / "templates.pkl", "rb") as fh:
         templates = pickle.load(fh, encoding="latin1")
     assert set(templates) == set(fake_vocaset_raw.templates)

@@ -16,13 +16,18 @@ from training_data import make_learnable_dataset
 from memorytalker.cli import main as cli_main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-KINDS = ["memorytalker", "faceformer", "selftalk", "unitalker"]
+KINDS = ["memorytalker", "faceformer", "selftalk", "unitalker", "imitator", "codetalker", "scantalk"]
 STAGES = {
     "memorytalker": "memorizing",
     "faceformer": "faceformer",
     "selftalk": "selftalk",
     "unitalker": "unitalker",
+    "imitator": "imitator",
+    "codetalker": "codetalker",
+    "scantalk": "scantalk",
 }
+#: Kinds that animate only after an earlier stage: the stages trained first (each with ``--stage``).
+EARLIER_STAGES = {"codetalker": ["codetalker_vq"]}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,11 @@ def wav(tmp_path_factory) -> Path:
 
 def trained(kind: str, data: Path, folder: Path) -> Path:
     config = CONFIGS / ("debug.yaml" if kind == "memorytalker" else f"debug_{kind}.yaml")
-    assert cli_main(["train", "--config", str(config), f"data.root={data}", f"output_dir={folder}"]) == 0
+    stages = [*EARLIER_STAGES[kind], STAGES[kind]] if kind in EARLIER_STAGES else [None]
+    for stage in stages:  # None: the config's own stage
+        named = [] if stage is None else ["--stage", stage]
+        args = ["train", "--config", str(config), *named, f"data.root={data}", f"output_dir={folder}"]
+        assert cli_main(args) == 0
     return folder / STAGES[kind] / "best.pt"
 
 

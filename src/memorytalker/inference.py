@@ -12,7 +12,8 @@ Audio may be a path, encoded bytes or an array, of any length, sample rate and c
 (:func:`memorytalker.data.audio.load_audio`; unreadable, empty or silent audio is an
 :class:`~memorytalker.errors.AudioError`). The template is a mesh file (.ply/.obj), a ``.npy`` or a
 ``(V, 3)`` array in the model's topology (another vertex count is a :class:`~memorytalker.errors.TopologyError`
-naming both counts); None = the topology's reference mesh.
+naming both counts); None = the topology's reference mesh. A model of any topology (ScanTalk) animates a
+template mesh file of another topology too (:meth:`Animator.template_for`).
 """
 
 from __future__ import annotations
@@ -162,6 +163,29 @@ class Animator:
                 )
             self.topology = self.model.select_head(head)
 
+    def template_for(self, template: TemplateSource) -> np.ndarray:
+        """The ``(V, 3)`` neutral face to animate (:func:`load_template` in :attr:`topology`).
+
+        A model of any topology (``scantalk``, :data:`~memorytalker.models.config.ANY_TOPOLOGY_KINDS`) takes
+        the topology from a template *mesh file* (.ply/.obj with faces): a mesh of a topology it never saw
+        becomes :attr:`topology` (its faces draw the video and the glTF; its lips/upper-face regions are
+        carried over from the model's topology by nearest vertex, for the lip plots), and the model computes
+        its operators. Other models keep their topology: another vertex count is a :class:`TopologyError`.
+        """
+        from memorytalker.models.config import ANY_TOPOLOGY_KINDS
+        from memorytalker.topology.meshio import MESH_SUFFIXES
+
+        mesh_file = isinstance(template, (str, Path)) and Path(template).suffix.lower() in MESH_SUFFIXES
+        if mesh_file and self.model.cfg.kind in ANY_TOPOLOGY_KINDS:
+            vertices, faces = load_mesh(template)
+            topology = self.model.use_mesh(vertices, faces, name=Path(template).stem)
+            if topology is not self.topology:  # what was derived from the previous topology goes with it
+                self.topology = topology
+                self.__dict__.pop("face", None)
+                self.__dict__.pop("arkit_solver", None)
+            return load_template(vertices, self.topology)
+        return load_template(template, self.topology)
+
     @property
     def fps(self) -> float:
         """Output frame rate (the topology's)."""
@@ -190,12 +214,12 @@ class Animator:
         Args:
             audio: path, encoded bytes, or an array ``(S,)`` / ``(S, C)`` (then ``sample_rate`` is required).
             sample_rate: the array's rate (ignored for files and bytes).
-            template: neutral face (see :func:`load_template`); None = the topology's reference mesh.
+            template: neutral face (see :meth:`template_for`); None = the topology's reference mesh.
         """
         wave = load_audio(
             audio, sample_rate=sample_rate, min_duration=MIN_SPEECH_SECONDS, reject_silence=True
         )
-        frames, windows = self.windows(wave, load_template(template, self.topology))
+        frames, windows = self.windows(wave, self.template_for(template))
         out = np.empty((frames, self.topology.num_vertices, 3), dtype=np.float32)
         for start, part in windows:
             out[start : start + part.shape[0]] = part

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--template",
         "-t",
         default=None,
-        help="neutral face mesh (.ply/.obj/.npy) in the model's topology (default: its reference mesh)",
+        help="neutral face mesh (.ply/.obj/.npy) in the model's topology (default: its reference mesh); a model "
+        "of any topology (ScanTalk) animates a .ply/.obj mesh of any topology, and the outputs use its faces",
     )
     parser.add_argument("--out", "-o", required=True, help="output folder")
     parser.add_argument("--no-video", action="store_true", help="do not render MP4 videos")
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from memorytalker.errors import AudioError, MemoryTalkerError
-    from memorytalker.inference import Animator, example_audio, load_template
+    from memorytalker.inference import Animator, example_audio
     from memorytalker.pipeline import OutputOptions, animate_to_files
 
     sources = [Path(a) for a in args.audio] if args.audio else [example_audio()]
@@ -117,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
                     "another --out folder"
                 )
     animator = Animator(args.checkpoint, device=args.device, condition=args.condition, head=args.head)
-    template = load_template(args.template, animator.topology)
+    template = animator.template_for(args.template)  # a model of any topology takes the mesh's topology
     for src, name in tqdm(list(zip(sources, names)), desc="animate", unit="file"):
         result = animate_to_files(animator, src, out_dir, name, template=template, options=options)
         tqdm.write(

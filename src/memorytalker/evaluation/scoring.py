@@ -410,6 +410,25 @@ def _short(items: Iterable[str], n: int = 8) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
+def score_clips(clips: list, index: Any, topology: FaceTopology) -> dict:
+    """The metric report (:func:`evaluate_predictions`) of predicted clips: each has ``clip_id``, ``pred``
+    and ``gt`` ``(T, V, 3)``, ``subject``, ``template`` ``(V, 3)``, ``phones`` (or None) and ``audio``;
+    ``index`` gives the data's units and fps. Shared by ``evaluate`` and ``memorytalker adapt``."""
+    return dict(
+        evaluate_predictions(
+            {c.clip_id: c.pred for c in clips},
+            {c.clip_id: c.gt for c in clips},
+            {c.clip_id: c.subject for c in clips},
+            topology,
+            templates={c.clip_id: c.template for c in clips},
+            units=index.units,
+            phones={c.clip_id: c.phones for c in clips if c.phones is not None},
+            audios={c.clip_id: c.audio for c in clips},
+            fps=index.fps,
+        )
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
@@ -436,7 +455,8 @@ def evaluate_checkpoint(
         max_clips: score only the first N clips (quick checks).
         conditions: for a speaker-conditioned model (FaceFormer, UniTalker), the condition of clips of
             speakers outside its training set (:func:`clip_conditions`: ``auto``, ``all``, ``default`` or a
-            condition's name). A model with several output heads scores the head of the dataset's topology.
+            condition's name). A model with several output heads scores the head of the dataset's topology;
+            a model of any topology (ScanTalk) scores the dataset's topology, one it never saw included.
 
     Returns:
         The report dict (also written to ``out``).
@@ -444,6 +464,7 @@ def evaluate_checkpoint(
 
     from memorytalker.data import load_dataset
     from memorytalker.device import resolve_device
+    from memorytalker.models.config import ANY_TOPOLOGY_KINDS
     from memorytalker.models.loaders import checkpoint_stage, load_model, read_checkpoint
 
     device = resolve_device(device)
@@ -453,6 +474,8 @@ def evaluate_checkpoint(
 
         own = load_dataset(data, layout=layout).topology
         topology = model.select_head(check_head_topology(model, own))
+    elif model.cfg.kind in ANY_TOPOLOGY_KINDS:  # any mesh: the dataset's own topology, trained on or not
+        topology = model.use_topology(load_dataset(data, layout=layout).topology)
     index = load_dataset(data, layout=layout, topology=topology)
     if abs(index.fps - topology.fps) > 1e-6:
         raise DatasetError(
@@ -468,19 +491,8 @@ def evaluate_checkpoint(
         pdir.mkdir(parents=True, exist_ok=True)
         for c in clips:
             np.save(pdir / f"{c.clip_id}.npy", c.pred.astype(np.float32))
-    report = evaluate_predictions(
-        {c.clip_id: c.pred for c in clips},
-        {c.clip_id: c.gt for c in clips},
-        {c.clip_id: c.subject for c in clips},
-        topology,
-        templates={c.clip_id: c.template for c in clips},
-        units=index.units,
-        phones={c.clip_id: c.phones for c in clips if c.phones is not None},
-        audios={c.clip_id: c.audio for c in clips},
-        fps=index.fps,
-    )
+    report = score_clips(clips, index, topology)
     ckpt = read_checkpoint(checkpoint)
-    report = dict(report)
     report["checkpoint"] = {
         "path": str(checkpoint),
         "stage": checkpoint_stage(ckpt),

@@ -1,7 +1,10 @@
 """Model kinds: ``model.kind`` selects the architecture a :class:`~memorytalker.models.config.ModelConfig`
 builds: ``memorytalker`` (:class:`~memorytalker.models.memorytalker.MemoryTalker`), ``faceformer``
-(:class:`~memorytalker.models.faceformer.FaceFormer`), ``selftalk`` (:class:`~memorytalker.models.selftalk.SelfTalk`)
-and ``unitalker`` (:class:`~memorytalker.models.unitalker.UniTalker`); docs/MODELS.md. Another architecture is
+(:class:`~memorytalker.models.faceformer.FaceFormer`), ``selftalk`` (:class:`~memorytalker.models.selftalk.SelfTalk`),
+``unitalker`` (:class:`~memorytalker.models.unitalker.UniTalker`), ``codetalker``
+(:class:`~memorytalker.models.codetalker.CodeTalker`), ``imitator``
+(:class:`~memorytalker.models.imitator.Imitator`) and ``scantalk``
+(:class:`~memorytalker.models.scantalk.ScanTalk`); docs/MODELS.md. Another architecture is
 added as a kind (a builder here plus its config section), not as a fork of the trainer, the inference API or
 the server, which only use the :class:`TalkingFaceModel` contract below.
 """
@@ -13,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from memorytalker.errors import ConfigError
-from memorytalker.models.config import MULTI_HEAD_KINDS
+from memorytalker.models.config import ANY_TOPOLOGY_KINDS, MULTI_HEAD_KINDS
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +42,9 @@ class TalkingFaceModel(Protocol):
     * ``topology_for(batch)`` and ``predict_options(batch)`` (:class:`~memorytalker.models.common.SpeechToFace`):
       the topology a batch is scored on and the ``predict`` keywords validation uses for it;
     * a kind with an output head per topology (``unitalker``) also has ``head_names``, ``topologies`` and
-      ``select_head(name)``, and checkpoints store every head's topology.
+      ``select_head(name)``, and checkpoints store every head's topology; a kind of any topology
+      (``scantalk``) has ``topologies`` (those it trained on, stored the same way) and
+      ``use_topology(topology)`` / ``use_mesh(vertices, faces, name)`` for any other mesh.
     """
 
     cfg: Any
@@ -84,6 +89,24 @@ def _unitalker(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> Tal
     return UniTalker(cfg, topology, topologies)
 
 
+def _imitator(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
+    from memorytalker.models.imitator import Imitator
+
+    return Imitator(cfg, topology)
+
+
+def _codetalker(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
+    from memorytalker.models.codetalker import CodeTalker
+
+    return CodeTalker(cfg, topology)
+
+
+def _scantalk(cfg: ModelConfig, topology: FaceTopology, topologies=None) -> TalkingFaceModel:
+    from memorytalker.models.scantalk import ScanTalk
+
+    return ScanTalk(cfg, topology, topologies)
+
+
 #: ``model.kind`` -> builder ``(ModelConfig, FaceTopology, topologies) -> model`` (``topologies``: every
 #: output head's topology by name, for kinds with several; the others have one). Its keys are
 #: :data:`memorytalker.models.config.MODEL_KINDS`.
@@ -92,6 +115,9 @@ BUILDERS: dict[str, Callable[..., TalkingFaceModel]] = {
     "faceformer": _faceformer,
     "selftalk": _selftalk,
     "unitalker": _unitalker,
+    "imitator": _imitator,
+    "codetalker": _codetalker,
+    "scantalk": _scantalk,
 }
 
 
@@ -107,7 +133,8 @@ def build_model(
         load_pretrained: False skips reading pretrained backbone weights (when a checkpoint supplies every
             weight anyway).
         topologies: for a kind with an output head per topology (``unitalker``), every head's topology by
-            name (``topology`` is the first head's); an error for the other kinds.
+            name (``topology`` is the first head's); for a kind of any topology (``scantalk``), the topologies
+            it was trained on; an error for the other kinds.
 
     Raises:
         ConfigError: an unknown kind (the message lists the registered ones) or an invalid config.
@@ -116,7 +143,7 @@ def build_model(
         raise ConfigError(f"model.kind {cfg.kind!r} is not a registered model kind: {sorted(BUILDERS)}")
     if not load_pretrained and cfg.backbone.pretrained:
         cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, pretrained=False))
-    if topologies and len(topologies) > 1 and cfg.kind not in MULTI_HEAD_KINDS:
+    if topologies and len(topologies) > 1 and cfg.kind not in (*MULTI_HEAD_KINDS, *ANY_TOPOLOGY_KINDS):
         raise ConfigError(
             f"model kind {cfg.kind!r} has one output topology, got {len(topologies)}: {sorted(topologies)}"
         )

@@ -1,6 +1,8 @@
 """What every model kind shares: :class:`SpeechToFace`, the base of
 :class:`~memorytalker.models.memorytalker.MemoryTalker`, :class:`~memorytalker.models.faceformer.FaceFormer`,
-:class:`~memorytalker.models.selftalk.SelfTalk` and :class:`~memorytalker.models.unitalker.UniTalker`.
+:class:`~memorytalker.models.selftalk.SelfTalk`, :class:`~memorytalker.models.unitalker.UniTalker`,
+:class:`~memorytalker.models.codetalker.CodeTalker`, :class:`~memorytalker.models.imitator.Imitator` and
+:class:`~memorytalker.models.scantalk.ScanTalk`.
 
 It holds the config, the topology, the speech encoder (``cfg.backbone``, the same choice for every kind, so
 a comparison differs by method and not by encoder), the motion unit buffer ``motion_scale``, and the pieces
@@ -276,6 +278,12 @@ class SpeakerConditions:
                 f"speaker {speaker!r} is not one of this model's {self.condition_noun} {self.speakers}"
             )
         return self.speakers.index(speaker)
+
+    def training_condition(self, subject: str, dataset: str) -> int | None:
+        """The condition of ``subject`` when it is one of the training speakers (else None; ``dataset``
+        unused here: UniTalker's identities name their corpus)."""
+        own = self.speakers[: self.trained]
+        return own.index(subject) if subject in own else None
 
     def training_conditions(self) -> list[tuple[str, int]]:
         """Every training speaker's condition ``(name, index)``."""

@@ -13,9 +13,12 @@ from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
 
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
-MODEL_KINDS = ("memorytalker", "faceformer", "selftalk", "unitalker")
+MODEL_KINDS = ("memorytalker", "faceformer", "selftalk", "unitalker", "codetalker", "imitator", "scantalk")
 #: Kinds with an output head per topology: they may train several corpora at once (``data.corpora``).
 MULTI_HEAD_KINDS = ("unitalker",)
+#: Kinds with no per-topology weights (ScanTalk's DiffusionNet): they train several corpora of different
+#: topologies at once (``data.corpora``) and animate a mesh of a topology they never saw.
+ANY_TOPOLOGY_KINDS = ("scantalk",)
 #: How a ``faceformer`` model is trained: on its own previous outputs (as published) or teacher-forced.
 FACEFORMER_TRAINING = ("autoregressive", "teacher_forcing")
 #: Backbone kinds.
@@ -409,6 +412,291 @@ class UniTalkerConfig:
             )
 
 
+#: The stages of a ``codetalker`` model: ``codebook`` (stage 1, the motion VQ-VAE on ground-truth motion)
+#: and ``predictor`` (stage 2, codes from speech with the VQ-VAE frozen).
+CODETALKER_STAGES = ("codebook", "predictor")
+
+
+@dataclass
+class CodeTalkerConfig:
+    """The ``codetalker`` kind (CodeTalker, CVPR'23; docs/MODELS.md): stage 1 learns a discrete motion codebook
+    with a transformer VQ-VAE on ground-truth motion; stage 2 predicts each frame's codes from speech with an
+    autoregressive transformer (FaceFormer's periodic bias and PPE, a one-hot speaker style) and decodes them
+    with the frozen VQ-VAE. Defaults: the published VOCASET sizes (BIWI: ``zquant_dim`` 128,
+    ``face_quan_num`` 8, ``projection`` true, ``layers`` 12).
+
+    Attributes:
+        stage: ``codebook`` (stage 1: ``forward`` autoencodes the ground truth) or ``predictor`` (stage 2);
+            the stage presets set it (``model`` section of ``codetalker_vq`` / ``codetalker``).
+        n_embed: codebook entries (published 256).
+        zquant_dim: width of one code (published 64 VOCASET, 128 BIWI).
+        face_quan_num: codes per frame (published 16 VOCASET, 8 BIWI): a frame's latent is
+            ``face_quan_num x zquant_dim`` wide, each part quantised on its own.
+        hidden: the VQ-VAE's transformer width (published 1024; without ``projection`` it must equal
+            ``face_quan_num * zquant_dim``).
+        vq_layers, vq_heads, vq_ffn: the VQ-VAE's encoder and decoder transformers (published 6 layers,
+            8 heads, intermediate size 1536).
+        kernel: the temporal convolution before each transformer (published 5, replicate padding).
+        quant_factor: temporal down-sampling ``2^quant_factor`` of the latent (published 0; only 0 here: stage 2
+            predicts one code group per mesh frame).
+        negative_slope: LeakyReLU slope of the VQ-VAE (published 0.2).
+        vq_dropout: dropout after the VQ-VAE's input embedding (published 0.1).
+        beta: the commitment weight: quantiser loss ``beta |z - sg(e)|^2 + |sg(z) - e|^2`` (published 0.25).
+        projection: BIWI's variant (``stage1_BIWI``): linear maps between the transformer width and the code
+            width, and a bias-free output layer; False = VOCASET's.
+        width, layers, heads, ffn, dropout: the stage-2 predictor (published feature_dim 1024, 6 layers
+            VOCASET / 12 BIWI, 4 heads, FFN 2 x width = 0 here, dropout 0.1).
+        period: PPE and bias period in frames (0 = the topology's fps: published 30 VOCASET, 25 BIWI).
+        attention_frames: past frames a predictor frame attends to (published biased mask: 600 frames).
+        decode_frames: in autoregressive decoding, each step re-decodes the latest this-many frames of codes
+            with the VQ decoder to get the next input (published: the whole prefix, at most 600 frames).
+        training: ``teacher_forcing`` (as published: the ground truth's previous frames are the inputs) or
+            ``autoregressive`` (the model's own decoded outputs; one VQ decoding per frame, slow).
+        speakers: the one-hot style's training speakers (empty = the training run fills them in).
+        condition: the style inference uses when none is given (None = the first speaker).
+    """
+
+    stage: str = "codebook"
+    n_embed: int = 256
+    zquant_dim: int = 64
+    face_quan_num: int = 16
+    hidden: int = 1024
+    vq_layers: int = 6
+    vq_heads: int = 8
+    vq_ffn: int = 1536
+    kernel: int = 5
+    quant_factor: int = 0
+    negative_slope: float = 0.2
+    vq_dropout: float = 0.1
+    beta: float = 0.25
+    projection: bool = False
+    width: int = 1024
+    layers: int = 6
+    heads: int = 4
+    ffn: int = 0
+    dropout: float = 0.1
+    period: int = 0
+    attention_frames: int = 600
+    decode_frames: int = 600
+    training: str = "teacher_forcing"
+    speakers: list[str] = field(default_factory=list)
+    condition: str | None = None
+
+    def validate(self) -> None:
+        if self.stage not in CODETALKER_STAGES:
+            raise ConfigError(
+                f"model.codetalker.stage must be one of {list(CODETALKER_STAGES)}, got {self.stage!r}"
+            )
+        for name in ("n_embed", "zquant_dim", "face_quan_num", "hidden", "vq_layers", "vq_heads", "vq_ffn"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.codetalker.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("width", "layers", "heads", "attention_frames", "decode_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.codetalker.{name} must be >= 1, got {getattr(self, name)}")
+        for w, h in (("hidden", "vq_heads"), ("width", "heads")):
+            if getattr(self, w) % getattr(self, h):
+                raise ConfigError(
+                    f"model.codetalker.{w}={getattr(self, w)} is not divisible by "
+                    f"model.codetalker.{h}={getattr(self, h)}"
+                )
+        if not self.projection and self.hidden != self.face_quan_num * self.zquant_dim:
+            raise ConfigError(
+                f"model.codetalker.hidden={self.hidden} must equal face_quan_num x zquant_dim = "
+                f"{self.face_quan_num * self.zquant_dim} without model.codetalker.projection (VOCASET's VQ-VAE)"
+            )
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ConfigError(f"model.codetalker.kernel must be odd and >= 1, got {self.kernel}")
+        if self.quant_factor != 0:
+            raise ConfigError(
+                f"model.codetalker.quant_factor={self.quant_factor}: only 0 (the published setting) is "
+                "supported: stage 2 predicts one code group per mesh frame"
+            )
+        if self.ffn < 0 or self.period < 0 or self.negative_slope < 0 or self.beta < 0:
+            raise ConfigError("model.codetalker.ffn, period, negative_slope and beta must be >= 0")
+        for name in ("dropout", "vq_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"model.codetalker.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.training not in FACEFORMER_TRAINING:
+            raise ConfigError(
+                f"model.codetalker.training must be one of {list(FACEFORMER_TRAINING)}, got {self.training!r}"
+            )
+        if len(set(self.speakers)) != len(self.speakers):
+            raise ConfigError(f"model.codetalker.speakers has duplicates: {self.speakers}")
+        if self.condition is not None and self.speakers and self.condition not in self.speakers:
+            raise ConfigError(
+                f"model.codetalker.condition {self.condition!r} is not one of its speakers {self.speakers}"
+            )
+
+
+#: Name of the Imitator's mean style code: the mean of its training speakers' style codes, a condition.
+MEAN_STYLE = "mean"
+
+
+@dataclass
+class ImitatorAdaptConfig:
+    """Imitator's personalisation (``memorytalker adapt``, :mod:`memorytalker.training.adapt`): test-time
+    optimisation of a new speaker's style code (stage 1), then of the style code and the displacement layer
+    (the motion decoder's last linear layer, stage 2), on a few sequences of that speaker, with everything
+    else frozen (published ``Style_only_optim`` and ``Style_and_disp_final_layer_optim_voca``).
+
+    Attributes:
+        max_sequences: how many of the speaker's clips in the adaptation split are used (the first ones, in
+            sentence order; published: 4, the ``*_04seq`` configs on VOCASET sentences 1-4); 0 = all.
+        init_style: the new style code's start: ``mean`` (the mean of the training speakers' codes) or a
+            training speaker's name (published ``default_init_subject``, FaceTalk_170725_00137_TA on VOCASET).
+        stage1_epochs, stage2_epochs: passes over the adaptation clips per stage (batch 1, one clip per
+            step, as published). The released configs say ``max_epochs: 2``, which moves a style code by
+            ~1e-3 at lr 1e-4 (8 Adam steps on 4 clips); the default here is what the synthetic corpus needs
+            to converge (docs/MODELS.md).
+        lr: Adam learning rate of both stages (published 1e-4; its ReduceLROnPlateau patience of 5000
+            steps never fires in an adaptation run, so the rate is constant).
+        mse, velocity: weights of the vertex MSE and velocity terms (published 1 and 10).
+        contact1, contact2: weight of the lip-contact term (``loss.contact``) in stage 1 and stage 2 (the
+            released stage configs have none; here stage 2 uses the generalised model's 5).
+    """
+
+    max_sequences: int = 4
+    init_style: str = MEAN_STYLE
+    stage1_epochs: int = 50
+    stage2_epochs: int = 50
+    lr: float = 1e-4
+    mse: float = 1.0
+    velocity: float = 10.0
+    contact1: float = 0.0
+    contact2: float = 5.0
+
+    def validate(self) -> None:
+        if self.max_sequences < 0:
+            raise ConfigError(f"model.imitator.adapt.max_sequences must be >= 0, got {self.max_sequences}")
+        for name in ("stage1_epochs", "stage2_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.imitator.adapt.{name} must be >= 0, got {getattr(self, name)}")
+        _positive(self.lr, "model.imitator.adapt.lr")
+        for name in ("mse", "velocity", "contact1", "contact2"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"model.imitator.adapt.{name} must be >= 0, got {getattr(self, name)}")
+        if not str(self.init_style).strip():
+            raise ConfigError("model.imitator.adapt.init_style is empty ('mean' or a training speaker)")
+
+
+@dataclass
+class ImitatorConfig:
+    """The ``imitator`` kind (Imitator, ICCV'23; docs/MODELS.md): a style-agnostic autoregressive viseme
+    decoder (a transformer over its own previous output features, causal, aligned to the audio) and a
+    style-adaptable motion decoder (the feature plus a speaker's style code through an MLP whose last linear
+    layer, the displacements, maps to vertex offsets).
+
+    Attributes:
+        width: feature width (published ``feature_dim`` 64).
+        layers, heads, ffn, dropout: the viseme decoder (published one ``nn.TransformerDecoderLayer``, 4
+            heads, FFN 2 x width (0 = that), dropout 0.1).
+        attention_frames: how many past frames a frame's self-attention sees (published mask: 600 frames;
+            clips up to this length are exactly the published mask, longer ones a sliding window).
+        decoder_layers: linear layers of the motion decoder, the last one the displacement layer (published
+            ``num_dec_layers`` 5 with ``fixed_channel``: 4 x (width -> width, LeakyReLU) then width -> 3V).
+        speakers: the training speakers (one style code each, in index order). Empty = the training run fills
+            in its training split's speakers.
+        adapted: speakers added by personalisation (``memorytalker adapt``), each with its own style code
+            after the training speakers'; an adapted checkpoint has one.
+        condition: the condition inference uses when none is given (None = the last adapted speaker, else
+            :data:`MEAN_STYLE` when ``unseen`` is ``all``, else ``unseen``).
+        unseen: how ``evaluate --conditions auto`` conditions clips of speakers neither trained nor adapted:
+            ``all`` (published: every training speaker's style, the metrics averaged), ``mean`` (the mean
+            style code) or a training speaker's name.
+        adapt: the personalisation settings (:class:`ImitatorAdaptConfig`).
+    """
+
+    width: int = 64
+    layers: int = 1
+    heads: int = 4
+    ffn: int = 0
+    dropout: float = 0.1
+    attention_frames: int = 600
+    decoder_layers: int = 5
+    speakers: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    condition: str | None = None
+    unseen: str = "all"
+    adapt: ImitatorAdaptConfig = field(default_factory=ImitatorAdaptConfig)
+
+    def validate(self) -> None:
+        for name in ("width", "layers", "heads", "attention_frames", "decoder_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.imitator.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.heads:
+            raise ConfigError(
+                f"model.imitator.width={self.width} is not divisible by model.imitator.heads={self.heads}"
+            )
+        if self.ffn < 0:
+            raise ConfigError(f"model.imitator.ffn must be >= 0, got {self.ffn}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.imitator.dropout must be in [0, 1), got {self.dropout}")
+        names = list(self.speakers) + list(self.adapted)
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model.imitator.speakers + adapted has duplicates: {names}")
+        if MEAN_STYLE in names:
+            raise ConfigError(f"model.imitator: {MEAN_STYLE!r} is the mean style code's name, not a speaker")
+        if self.adapted and not self.speakers:
+            raise ConfigError("model.imitator.adapted needs the training speakers (model.imitator.speakers)")
+        if self.speakers:
+            if self.unseen not in ("all", MEAN_STYLE) and self.unseen not in self.speakers:
+                raise ConfigError(
+                    f"model.imitator.unseen {self.unseen!r} is not 'all', {MEAN_STYLE!r} or a training speaker "
+                    f"{self.speakers}"
+                )
+            if self.condition is not None and self.condition not in names + [MEAN_STYLE]:
+                raise ConfigError(
+                    f"model.imitator.condition {self.condition!r} is not one of its speakers {names} or "
+                    f"{MEAN_STYLE!r}"
+                )
+        self.adapt.validate()
+
+
+@dataclass
+class ScanTalkConfig:
+    """The ``scantalk`` kind (ScanTalk, ECCV'24; docs/MODELS.md): a DiffusionNet encoder on the neutral mesh
+    (per-vertex features), the speech features through a linear map and a bidirectional LSTM, fused per
+    vertex and frame, and a DiffusionNet decoder to per-vertex displacements. No weight depends on the mesh,
+    so one model animates any topology (its operators are computed from the mesh).
+
+    Attributes:
+        width: DiffusionNet width and feature width (published ``latent_channels`` 32).
+        encoder_blocks, decoder_blocks: DiffusionNet blocks of the encoder and the decoder (published 4, 4).
+        mlp_layers: hidden layers of each block's per-vertex MLP (DiffusionNet's default 2, each ``width``).
+        lstm_layers: layers of the bidirectional LSTM over the speech features (published 3; hidden
+            ``width / 2`` per direction).
+        k_eig: Laplacian eigenpairs of the spectral diffusion (published 128; fewer on meshes with fewer
+            vertices).
+        gradient_features, gradient_rotations: DiffusionNet's spatial gradient features and their learned
+            complex rotation (published: both on).
+        dropout: dropout inside the blocks' MLPs (published: none).
+    """
+
+    width: int = 32
+    encoder_blocks: int = 4
+    decoder_blocks: int = 4
+    mlp_layers: int = 2
+    lstm_layers: int = 3
+    k_eig: int = 128
+    gradient_features: bool = True
+    gradient_rotations: bool = True
+    dropout: float = 0.0
+
+    def validate(self) -> None:
+        for name in ("width", "encoder_blocks", "decoder_blocks", "lstm_layers", "k_eig"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.scantalk.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % 2:
+            raise ConfigError(
+                f"model.scantalk.width must be even (the bidirectional LSTM has width / 2 per direction), "
+                f"got {self.width}"
+            )
+        if self.mlp_layers < 0:
+            raise ConfigError(f"model.scantalk.mlp_layers must be >= 0, got {self.mlp_layers}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.scantalk.dropout must be in [0, 1), got {self.dropout}")
+
+
 @dataclass
 class ModelConfig:
     """The whole model. Defaults: MemoryTalker, compact backbone, memory on, style off (stage 1).
@@ -422,6 +710,9 @@ class ModelConfig:
         faceformer: the ``faceformer`` kind's decoder and speaker condition.
         selftalk: the ``selftalk`` kind's decoder and lip reader.
         unitalker: the ``unitalker`` kind's decoder, identities and output heads.
+        imitator: the ``imitator`` kind's viseme and motion decoders, style codes and personalisation.
+        codetalker: the ``codetalker`` kind's VQ-VAE, code predictor, stage and speaker condition.
+        scantalk: the ``scantalk`` kind's DiffusionNet encoder and decoder and its speech LSTM.
         motion_scale: the motion unit, in the data's units (metres for VOCASET): the motion encoder reads
             vertex displacements divided by it and the output head's offsets are multiplied by it, so both
             work with numbers of order 1 (raw VOCASET displacements are ~1e-3 m, which left ``E_m``'s
@@ -439,6 +730,9 @@ class ModelConfig:
     faceformer: FaceFormerConfig = field(default_factory=FaceFormerConfig)
     selftalk: SelfTalkConfig = field(default_factory=SelfTalkConfig)
     unitalker: UniTalkerConfig = field(default_factory=UniTalkerConfig)
+    imitator: ImitatorConfig = field(default_factory=ImitatorConfig)
+    codetalker: CodeTalkerConfig = field(default_factory=CodeTalkerConfig)
+    scantalk: ScanTalkConfig = field(default_factory=ScanTalkConfig)
     motion_scale: float | None = None
 
     def validate(self) -> None:
@@ -455,6 +749,15 @@ class ModelConfig:
             return
         if self.kind == "unitalker":
             self.unitalker.validate()
+            return
+        if self.kind == "imitator":
+            self.imitator.validate()
+            return
+        if self.kind == "codetalker":
+            self.codetalker.validate()
+            return
+        if self.kind == "scantalk":
+            self.scantalk.validate()
             return
         self.memory.validate()
         self.style.validate()

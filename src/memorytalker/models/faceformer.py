@@ -184,10 +184,6 @@ class FaceFormer(SpeakerConditions, SpeechToFace):
         )
 
     # ------------------------------------------------------------------ pieces
-    def training_condition(self, subject: str, dataset: str) -> int | None:
-        """The condition of ``subject`` when it is a training speaker (else None; ``dataset`` unused)."""
-        return self.speakers.index(subject) if subject in self.speakers else None
-
     def style(self, conditions: torch.Tensor) -> torch.Tensor:
         """``(B,)`` speaker indices -> ``(B, D)``: the one-hot through ``speaker`` (a column of its weight)."""
         return self.speaker.weight.t()[conditions]

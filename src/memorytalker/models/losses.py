@@ -30,6 +30,18 @@ Terms (keys of :func:`compute_losses`'s dict, besides ``"total"``):
 * ``lipread_ctc`` (SelfTalk): CTC loss of the lip reader's logits on the recogniser's transcript: the
   clip's phoneme labels when it has them and the vocabulary is the phoneme one, else the greedy CTC decoding
   of the recogniser's logits (:func:`greedy_transcript`).
+* ``contact`` (Imitator's lip-contact loss): the vertex squared error weighted per frame by a Gaussian
+  bump (``contact_sigma`` frames wide, ``contact_radius`` frames each side, 1 at its centre) at the centre
+  frame of each bilabial (P, B, M) run of the clip's per-frame phoneme labels (``batch.frame_phonemes``),
+  averaged over all valid frames (published ``MBP_reconstruction_loss``: at the bilabials the prediction
+  is pulled to the ground truth's closed lips; :func:`bilabial_weights`, :func:`lip_contact_loss`).
+* ``l1`` (CodeTalker's stage-1 reconstruction): mean absolute vertex error over valid frames (element-wise
+  mean over ``V x 3``), in the motion unit (published ``nn.L1Loss`` on the VQ-VAE's reconstruction).
+* ``quant`` (CodeTalker's stage 1): the quantiser loss ``beta |z - sg(e)|^2 + |sg(z) - e|^2`` per frame
+  (``output.quant_error``, computed by the model with its ``beta``), averaged over valid frames.
+* ``code_reg`` (CodeTalker's stage 2): mean squared error of the predicted features before quantisation
+  against the ground truth's quantised features (``output.code_pred`` vs ``output.code_target``, over
+  valid frames).
 
 Stage presets: stage 1 = mse + velocity (+ teacher) + 0.01 (mem + align) + ctc; stage 2 = mse + velocity +
 0.01 (lip + style); no-memory ablation = mse + velocity (+ ctc).
@@ -65,6 +77,10 @@ TERMS = (
     "lipread_feature",
     "lipread_ctc",
     "pca",
+    "contact",
+    "l1",
+    "quant",
+    "code_reg",
 )
 
 
@@ -86,6 +102,12 @@ class LossWeights:
     lipread_feature: float = 0.0
     lipread_ctc: float = 0.0
     pca: float = 0.0
+    contact: float = 0.0
+    contact_sigma: float = 1.0
+    contact_radius: int = 2
+    l1: float = 0.0
+    quant: float = 0.0
+    code_reg: float = 0.0
     triplet_margin: float = 1.0
     gap_closed_weight: float = 4.0
     gap_closed_below: float = 0.3
@@ -320,6 +342,76 @@ def _lipread_terms(output: Any, batch: Any, weights: LossWeights) -> dict[str, t
     return terms
 
 
+#: Phoneme ids (``CTC_VOCAB``) of the bilabials, whose lips must meet: the lip-contact term's frames.
+BILABIAL_IDS = tuple(CTC_VOCAB.index(p) for p in ("P", "B", "M"))
+
+
+def bilabial_weights(
+    frame_phonemes: torch.Tensor, mask: torch.Tensor, sigma: float = 1.0, radius: int = 2
+) -> torch.Tensor:
+    """Per-frame weights ``(B, T)`` of the lip-contact term: a Gaussian bump ``exp(-d^2 / (2 sigma^2))``
+    for ``|d| <= radius`` frames around the centre frame of every run of bilabial phoneme labels (the
+    larger where bumps overlap), 0 elsewhere and on invalid frames. Published: precomputed per sequence,
+    1 / 0.607 / 0.135 at 0 / 1 / 2 frames from each bilabial (sigma 1, radius 2).
+
+    Args:
+        frame_phonemes: ``(B, T)`` phoneme id per frame (``CTC_VOCAB``; -1 unknown / padding).
+        mask: ``(B, T)`` valid frames.
+    """
+    if not (sigma > 0 and radius >= 0):
+        raise ConfigError(f"loss.contact_sigma must be > 0 and contact_radius >= 0, got {sigma}, {radius}")
+    ids = torch.tensor(BILABIAL_IDS, device=frame_phonemes.device)
+    bil = torch.isin(frame_phonemes, ids) & mask.to(frame_phonemes.device)
+    prev = F.pad(bil, (1, 0))[:, :-1]
+    nxt = F.pad(bil, (0, 1))[:, 1:]
+    starts, ends = (bil & ~prev).nonzero(), (bil & ~nxt).nonzero()  # runs in row-major order: paired
+    centres = torch.zeros(bil.shape, dtype=torch.float32, device=bil.device)
+    centres[starts[:, 0], torch.div(starts[:, 1] + ends[:, 1], 2, rounding_mode="floor")] = 1.0
+    t = bil.shape[1]
+    weights = torch.zeros_like(centres)
+    for d in range(-int(radius), int(radius) + 1):
+        g = float(np.exp(-(d * d) / (2.0 * sigma * sigma)))
+        shifted = torch.zeros_like(centres)  # shifted[:, i] = centres[:, i - d]
+        if d >= 0:
+            shifted[:, d:] = centres[:, : t - d]
+        else:
+            shifted[:, :d] = centres[:, -d:]
+        weights = torch.maximum(weights, g * shifted)
+    return weights * mask.to(weights)
+
+
+def lip_contact_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    frame_phonemes: torch.Tensor,
+    unit: float | torch.Tensor = 1.0,
+    sigma: float = 1.0,
+    radius: int = 2,
+) -> torch.Tensor:
+    """The ``contact`` term (module docstring) of ``(B, T, V, 3)`` vertices: ``sum_t w_t mean_V,3 (pred -
+    target)^2 / unit^2`` over valid frames, divided by the number of valid frames (the published mean over
+    every frame, so clips with more bilabials weigh more), ``w`` from :func:`bilabial_weights`.
+
+    Raises:
+        ConfigError: a valid clip without phoneme labels (every frame -1): the bilabials are unknown.
+    """
+    labelled = ((frame_phonemes >= 0) & mask.to(frame_phonemes.device)).any(1)
+    has_frames = mask.any(1).to(labelled.device)
+    if bool((has_frames & ~labelled).any()):
+        raise ConfigError(
+            "loss.contact > 0 needs per-frame phoneme labels (phonemes/<clip>.json) for every clip: the "
+            "lip-contact term weights the frames of bilabial phonemes (`memorytalker align` writes them)"
+        )
+    w = bilabial_weights(frame_phonemes, mask, sigma, radius).to(pred.device)
+    on = w > 0
+    valid = mask.to(pred.device).sum().clamp(min=1).to(torch.float32)
+    if not bool(on.any()):
+        return pred.sum() * 0.0
+    err = (pred[on].float() - target.to(pred.device)[on].float()).square().mean((-2, -1))  # (K,)
+    return (err * w[on]).sum() / valid / (unit * unit)
+
+
 def signed_gaps(vertices: torch.Tensor, topology: FaceTopology, pairs=None) -> torch.Tensor:
     """``(B, T, P)`` signed inner lip gaps of ``(B, T, V, 3)`` vertices over the facing pairs
     (:func:`~memorytalker.topology.lips.inner_lip_pairs`, or ``pairs`` = ``(upper, lower)`` indices)."""
@@ -471,6 +563,23 @@ def _laplacian_term(pred, target, mask, sub: _LipSubset, unit) -> torch.Tensor:
     return _masked_frame_mean(lap.square().mean((-2, -1)), mask) / (unit * unit)
 
 
+def _codetalker_terms(
+    output: Any, target: torch.Tensor, mask: torch.Tensor, weights: LossWeights, unit
+) -> dict[str, torch.Tensor]:
+    """CodeTalker's ``l1``, ``quant`` and ``code_reg`` terms (module docstring); each skipped when the
+    output lacks its field."""
+    terms: dict[str, torch.Tensor] = {}
+    if weights.l1 > 0:
+        err = (output.vertices.float() - target.float()).abs().mean((-2, -1))  # (B, T)
+        terms["l1"] = _masked_frame_mean(err, mask) / unit
+    if weights.quant > 0 and getattr(output, "quant_error", None) is not None:
+        terms["quant"] = _masked_frame_mean(output.quant_error.float(), mask)
+    if weights.code_reg > 0 and getattr(output, "code_target", None) is not None:
+        err = (output.code_pred.float() - output.code_target.float()).square().mean(-1)
+        terms["code_reg"] = _masked_frame_mean(err, mask)
+    return terms
+
+
 def compute_losses(
     output: Any,
     batch: Any,
@@ -586,6 +695,15 @@ def compute_losses(
     if weights.pca > 0 and getattr(output, "pca_pred", None) is not None:
         err = (output.pca_pred.float() - output.pca_target.float()).square().mean(-1)
         terms["pca"] = _masked_frame_mean(err, mask)
+    if weights.contact > 0:
+        phonemes = getattr(batch, "frame_phonemes", None)
+        if phonemes is None:
+            raise ConfigError("loss.contact > 0 needs batches with per-frame phoneme labels (frame_phonemes)")
+        terms["contact"] = lip_contact_loss(
+            output.vertices, target, mask, phonemes, unit, weights.contact_sigma, weights.contact_radius
+        )
+    if weights.l1 > 0 or weights.quant > 0 or weights.code_reg > 0:
+        terms.update(_codetalker_terms(output, target, mask, weights, unit))
     total = sum(
         (getattr(weights, k) * v for k, v in terms.items()), torch.zeros((), device=output.vertices.device)
     )

@@ -548,4 +548,8 @@ def _write_manifest(
             "test": {"subjects": subjects["test"], "sentences": [lo, num_sentences]},
         },
     }
+    if lo > 1:  # the unseen speakers' first sentences: personalisation (memorytalker adapt), never scored
+        for name, split in (("adapt", "test"), ("val_adapt", "val")):
+            if subjects[split]:
+                manifest["splits"][name] = {"subjects": subjects[split], "sentences": [1, lo - 1]}
     (out / "dataset.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None))

@@ -32,7 +32,7 @@ from typing import Any
 from memorytalker.config import deep_merge, from_dict, parse_overrides, read_yaml, to_dict
 from memorytalker.data.augment import AugmentConfig
 from memorytalker.errors import ConfigError
-from memorytalker.models.config import MULTI_HEAD_KINDS, ModelConfig
+from memorytalker.models.config import ANY_TOPOLOGY_KINDS, MULTI_HEAD_KINDS, ModelConfig
 from memorytalker.models.losses import LossWeights
 
 #: Names accepted for ``precision`` (Lightning Fabric's), plus ``auto`` = bf16-mixed on CUDA, else 32.
@@ -244,6 +244,21 @@ def _unitalker() -> StageConfig:
     )
 
 
+def _imitator() -> StageConfig:
+    """Imitator's generalised training (``model.kind: imitator``): every group; vertex MSE + 10 x velocity
+    (published ``velocity_weight``) + 5 x the lip-contact term (published ``mbp_reconstruction_loss`` with
+    ``closed_frame_weight`` 5 on Gaussian bilabial weights, sigma 1 frame, 2 frames each side), plus CTC on
+    phoneme labels for backbones trained from scratch; Adam, lr 1e-4. All three are vertex errors, so the
+    balance holds in the motion unit. Personalisation is not a stage: ``memorytalker adapt``."""
+    return StageConfig(
+        frozen=[],
+        loss=LossWeights(
+            velocity=10.0, teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, contact=5.0
+        ),
+        model={"kind": "imitator"},
+    )
+
+
 def _unitalker_warmup() -> StageConfig:
     """UniTalker's model warm-up (published ``fix_encoder_first``): one epoch with the pretrained speech
     encoder frozen (``asr_frontend``, ``asr``), the decoder, identities and heads training; the
@@ -252,6 +267,60 @@ def _unitalker_warmup() -> StageConfig:
     stage.frozen = ["asr_frontend", "asr"]
     stage.max_epochs = 1
     return stage
+
+
+#: The groups of CodeTalker's VQ-VAE (:data:`memorytalker.models.codetalker.CODEBOOK_GROUPS`).
+_CODETALKER_VQ = ["vq_encoder", "codebook", "vq_decoder"]
+#: What CodeTalker's stage 2 trains: the speech encoder's groups and the code predictor's
+#: (:data:`memorytalker.models.codetalker.PREDICTOR_GROUPS`).
+_CODETALKER_PREDICTOR = [
+    "asr_frontend", "asr", "ctc_head", "audio_proj", "motion_encoder", "style", "predictor", "feat_map"
+]  # fmt: skip
+
+
+def _codetalker_vq() -> StageConfig:
+    """CodeTalker's stage 1 (``model.kind: codetalker``, ``codetalker.stage: codebook``): the motion VQ-VAE
+    alone on ground-truth motion; the published L1 reconstruction + 1.0 x the quantiser loss (``beta`` 0.25
+    on the commitment term, inside the model); published AdamW lr 1e-4, 200 epochs (here Adam: the
+    optimizer is one per run)."""
+    off = dict(mse=0.0, velocity=0.0, teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, ctc=0.0)
+    return StageConfig(
+        trainable=list(_CODETALKER_VQ),
+        frozen=[],
+        loss=LossWeights(**off, l1=1.0, quant=1.0),
+        max_epochs=200,
+        model={"kind": "codetalker", "codetalker": {"stage": "codebook"}},
+    )
+
+
+def _codetalker() -> StageConfig:
+    """CodeTalker's stage 2 (``codetalker.stage: predictor``): from stage 1's best checkpoint with the VQ-VAE
+    frozen (the speech encoder and predictor start fresh: ``init_exclude``); the published motion MSE + 1.0 x
+    the feature regression (``motion_weight`` 1, ``reg_weight`` 1), plus CTC on phoneme labels for backbones
+    trained from scratch; Adam lr 1e-4, 100 epochs."""
+    return StageConfig(
+        trainable=list(_CODETALKER_PREDICTOR),
+        frozen=[],
+        loss=LossWeights(
+            velocity=0.0, teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, code_reg=1.0
+        ),
+        init_from="{output_dir}/codetalker_vq/best.pt",
+        init_exclude=list(_CODETALKER_PREDICTOR),
+        model={"kind": "codetalker", "codetalker": {"stage": "predictor"}},
+    )
+
+
+def _scantalk() -> StageConfig:
+    """ScanTalk's one stage (``model.kind: scantalk``): every group; the vertex MSE + the lip vertices' MSE +
+    the velocity MSE, weights 1 / 1 / 1 (the published ``Masked_Loss`` of ``scantalk_train.py``: the released
+    ``scantalk_mse_masked_velocity`` model; its plain-MSE variant is ``stage.loss.lip=0 stage.loss.velocity=0``),
+    plus CTC on phoneme labels for backbones trained from scratch; Adam, lr 1e-4, 200 epochs."""
+    return StageConfig(
+        frozen=[],
+        max_epochs=200,
+        loss=LossWeights(teacher_mse=0.0, teacher_velocity=0.0, mem=0.0, align=0.0, lip=1.0),
+        model={"kind": "scantalk"},
+    )
 
 
 #: The built-in stages: name -> a function returning a fresh :class:`StageConfig`.
@@ -263,6 +332,10 @@ PRESETS = {
     "selftalk": _selftalk,
     "unitalker": _unitalker,
     "unitalker_warmup": _unitalker_warmup,
+    "codetalker_vq": _codetalker_vq,
+    "codetalker": _codetalker,
+    "imitator": _imitator,
+    "scantalk": _scantalk,
 }
 #: Other names of the presets accepted by ``stage=`` / ``--stage``.
 ALIASES = {"1": "memorizing", "stage1": "memorizing", "2": "animating", "stage2": "animating"}
@@ -468,10 +541,11 @@ class TrainConfig:
         self.current.validate(self.stage)
         for section in (self.data, self.model, self.optim, self.engine, self.checkpoint, self.logging):
             section.validate()
-        if self.data.corpora and self.model.kind not in MULTI_HEAD_KINDS:
+        if self.data.corpora and self.model.kind not in (*MULTI_HEAD_KINDS, *ANY_TOPOLOGY_KINDS):
             raise ConfigError(
                 f"data.corpora: model kind {self.model.kind!r} has one output topology; training several "
-                f"corpora together needs a kind with a head per topology ({', '.join(MULTI_HEAD_KINDS)})"
+                f"corpora together needs a kind with a head per topology ({', '.join(MULTI_HEAD_KINDS)}) or "
+                f"of any topology ({', '.join(ANY_TOPOLOGY_KINDS)})"
             )
         wanted = deep_merge(to_dict(self.model), self.current.model)
         if wanted != to_dict(self.model):

@@ -36,7 +36,7 @@ import yaml
 from memorytalker.data.audio import SAMPLE_RATE
 from memorytalker.errors import CheckpointError, ConfigError, DatasetError
 from memorytalker.models.builders import build_model
-from memorytalker.models.config import MULTI_HEAD_KINDS
+from memorytalker.models.config import ANY_TOPOLOGY_KINDS, MULTI_HEAD_KINDS
 from memorytalker.models.loaders import (
     load_init,
     load_state_strict,
@@ -289,10 +289,14 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
 
 
 def output_heads(cfg: TrainConfig, indices: list, identities: list[str]) -> dict | None:
-    """A kind with an output head per topology (``unitalker``): fill ``model.unitalker.heads`` (the corpora's
-    topologies, in order; corpora on one topology share a head) and ``identities`` (``<corpus>/<speaker>``
-    of every training speaker, in the batches' subject-id order) when the config leaves them empty, and
-    return the heads' topologies by name. Given lists must be exactly those. None for the other kinds."""
+    """The topologies of the model's outputs. A kind of any topology (``scantalk``): the corpora's
+    (:func:`corpus_topologies`). A kind with an output head per topology (``unitalker``): fill
+    ``model.unitalker.heads`` (the corpora's topologies, in order; corpora on one topology share a head)
+    and ``identities`` (``<corpus>/<speaker>`` of every training speaker, in the batches' subject-id
+    order) when the config leaves them empty, and return the heads' topologies by name. Given lists must be
+    exactly those. None for the other kinds."""
+    if cfg.model.kind in ANY_TOPOLOGY_KINDS:
+        return corpus_topologies(indices)
     if cfg.model.kind not in MULTI_HEAD_KINDS:
         return None
     topologies: dict = {}
@@ -324,20 +328,35 @@ def output_heads(cfg: TrainConfig, indices: list, identities: list[str]) -> dict
     return topologies
 
 
+def corpus_topologies(indices: list) -> dict:
+    """A kind of any topology (``scantalk``): the corpora's topologies by name (its batches name theirs);
+    two corpora with one name must have the same mesh."""
+    topologies: dict = {}
+    for index in indices:
+        topo = index.topology
+        seen = topologies.setdefault(topo.name, topo)
+        if seen.num_vertices != topo.num_vertices or not np.array_equal(seen.faces, topo.faces):
+            raise DatasetError(
+                f"two corpora use topology name {topo.name!r} with different meshes ({seen.num_vertices} and "
+                f"{topo.num_vertices} vertices): give one of them another topology name"
+            )
+    return topologies
+
+
 def condition_speakers(cfg: TrainConfig, train_subjects: list[str]) -> None:
     """A speaker-conditioned kind's condition list: its training split's speakers (in the order of the
     batches' ``subject_ids``), filled into ``cfg.model`` when the config leaves it empty (so checkpoints
     store it); a given list must be exactly those speakers."""
-    if cfg.model.kind != "faceformer":
+    f = getattr(cfg.model, cfg.model.kind, None)  # the kind's section, when it has a speakers list
+    if f is None or not hasattr(f, "speakers"):
         return
-    f = cfg.model.faceformer
     if not f.speakers:
         f.speakers = list(train_subjects)
         f.validate()
     elif list(f.speakers) != list(train_subjects):
         raise ConfigError(
-            f"model.faceformer.speakers {f.speakers} are not the training split's speakers {list(train_subjects)} "
-            "(leave it empty: the run fills it in)"
+            f"model.{cfg.model.kind}.speakers {f.speakers} are not the training split's speakers "
+            f"{list(train_subjects)} (leave it empty: the run fills it in)"
         )
 
 

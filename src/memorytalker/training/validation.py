@@ -60,7 +60,8 @@ def validate_loader(
             if topology.name not in regions:
                 regions[topology.name] = _regions(topology, device)
             lips, midline = regions[topology.name]
-            with autocast():
+            # no autograd graph: a kind decoding every vertex of every frame would keep it for a whole batch
+            with autocast(), torch.no_grad():
                 out = raw(batch, teacher_forcing=False)
                 pred = raw.predict(
                     batch.audio,
