@@ -128,3 +128,32 @@ def test_corpus_script_writes_a_checked_corpus(tmp_path, head, monkeypatch):
         expected = tpl[None] + np.arange(len(got))[:, None, None] * shift
         assert np.allclose(got, expected, atol=1e-6)
         assert np.array_equal(index.load_audio(clip), original.load_audio(clip.clip_id))
+
+
+def test_named_contours_map_each_lip_to_its_own_side(head):
+    """Named contours (the project's face names them) map vertex by vertex to new vertices of the same lip:
+    opening the mouth of the original opens the remeshed one by the same gap."""
+    from memorytalker.topology import FaceTopology
+    from memorytalker.topology.lips import inner_lip_gap
+
+    inner = head.inner_lips
+    named = FaceTopology(
+        head.name,
+        head.vertices,
+        head.faces,
+        head.fps,
+        {**head.regions, "upper_lip_inner": inner.upper, "lower_lip_inner": inner.lower},
+    )
+    remeshed = remesh_topology(named, 2500)
+    new = remeshed.topology
+    assert set(new.regions["upper_lip_inner"]).isdisjoint(new.regions["lower_lip_inner"])
+    # open the mouth: the lower lip region moves down by 4 mm
+    frame = head.vertices.astype(np.float64).copy()
+    up = head.vertices[:, new.axes.up] * new.axes.up_sign
+    jaw = up < up[inner.mid_lower] - 1e-4
+    jaw[inner.lower] = True
+    frame[jaw, new.axes.up] -= 0.004 * new.axes.up_sign
+    rest = np.stack([head.vertices.astype(np.float64), frame])
+    before = np.diff(inner_lip_gap(rest, named))[0]
+    after = np.diff(inner_lip_gap(remeshed.transfer(rest), new))[0]  # the opening, not the rest offset:
+    assert before > 0.003 and abs(after - before) < 5e-4  # new contour vertices sit a little off the slit

@@ -9,10 +9,11 @@ matrix, which carries any animation of the original mesh onto the new one (``wei
 ground truth of a remeshed corpus is the same surface motion sampled at other points (the surface is linear
 in each triangle, so this is exact for the piecewise-linear surface the original frames define).
 
-Regions carry over by each new vertex's dominant original vertex (its largest barycentric weight); the
-inner-lip contours (``upper_lip_inner`` / ``lower_lip_inner``) are derived again from the new mesh's mouth
-opening (:func:`~memorytalker.topology.lips.derive_inner_lips`), since a contour is an edge loop of the mesh,
-not a set of points.
+Regions carry over by each new vertex's dominant original vertex (its largest barycentric weight). Named
+inner-lip contours (``upper_lip_inner`` / ``lower_lip_inner``) become, vertex by vertex, the nearest new
+vertices on triangles of that lip's contour alone, in their order (so the lip-sync measures pair the same
+lips); contours the original derives from its mouth
+opening are derived again on the new mesh (:func:`~memorytalker.topology.lips.derive_inner_lips`).
 """
 
 from __future__ import annotations
@@ -107,16 +108,37 @@ def remesh_topology(topology: FaceTopology, target_vertices: int, name: str | No
         fps=topology.fps,
         regions=regions,
     )
-    if UPPER_LIP_INNER in topology.regions:
+    if UPPER_LIP_INNER in topology.regions:  # named contours: mapped side by side (module docstring)
+        regions.update(_mapped_contours(topology, weights, new_topology.vertices))
+    else:  # derived contours (a mouth opening of the mesh): derived again on the new mesh
         try:
             regions.update(derive_inner_lips(new_topology))
         except TopologyError as exc:
             raise TopologyError(f"the remeshed {topology.name!r} lost its mouth opening: {exc}") from None
-        new_topology = FaceTopology(
-            name=new_topology.name,
-            vertices=new_topology.vertices,
-            faces=new_f,
-            fps=topology.fps,
-            regions=regions,
-        )
+    new_topology = FaceTopology(
+        name=new_topology.name, vertices=new_topology.vertices, faces=new_f, fps=topology.fps, regions=regions
+    )
     return Remeshed(new_topology, weights)
+
+
+def _mapped_contours(topology: FaceTopology, weights: sp.csr_matrix, new_vertices: np.ndarray) -> dict:
+    """The named inner-lip contours on the new mesh: for each original contour vertex, the nearest new
+    vertex that lies on a triangle touching that contour and not the other one (where the lips touch, the
+    nearest vertex overall may sit on the other lip), in the original's order, without repeats."""
+    from scipy.spatial import cKDTree
+
+    verts = np.asarray(topology.vertices, dtype=np.float64)
+    sides = {k: np.asarray(topology.regions[k]) for k in (UPPER_LIP_INNER, LOWER_LIP_INNER)}
+    touches = {}
+    for k, idx in sides.items():
+        member = np.zeros(len(verts))
+        member[idx] = 1.0
+        touches[k] = np.asarray((weights > 0).astype(np.float64) @ member).ravel() > 0
+    out = {}
+    for k, other in ((UPPER_LIP_INNER, LOWER_LIP_INNER), (LOWER_LIP_INNER, UPPER_LIP_INNER)):
+        candidates = np.flatnonzero(touches[k] & ~touches[other])
+        if candidates.size == 0:
+            raise TopologyError(f"the remeshed {topology.name!r} has no vertex on the {k} contour alone")
+        _, near = cKDTree(np.asarray(new_vertices, dtype=np.float64)[candidates]).query(verts[sides[k]])
+        out[k] = np.asarray(list(dict.fromkeys(candidates[near].tolist())), dtype=np.int64)
+    return out
