@@ -159,7 +159,7 @@ def test_stage1_predicts_only_ground_truth_motion():
 
 # ---------------------------------------------------------------------------------------------- stage 2
 def _text_and_style(model, batch, conditions):
-    _, text = model._text(
+    _, text = model.speech_features(
         batch.audio, batch.audio_lengths, batch.frame_lengths, int(batch.frame_lengths.max()), False
     )
     return text, model.style(conditions)

@@ -76,7 +76,7 @@ def test_periodic_bias_equals_the_published_mask_within_its_range():
 
 
 def _text_and_style(model, batch, conditions):
-    logits, text = model._text(
+    logits, text = model.speech_features(
         batch.audio, batch.audio_lengths, batch.frame_lengths, int(batch.frame_lengths.max()), False
     )
     return text, model.style(conditions)

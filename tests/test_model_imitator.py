@@ -49,7 +49,7 @@ def test_viseme_decoder_is_autoregressive_over_its_own_features():
     model = im_model()
     batch = make_batch(model.topology, [0.8])
     with torch.no_grad():
-        _, text = model._text(batch.audio, batch.audio_lengths, batch.frame_lengths, 24, False)
+        _, text = model.speech_features(batch.audio, batch.audio_lengths, batch.frame_lengths, 24, False)
         f = model.viseme_features(text, 24)
         x = torch.cat([torch.zeros_like(f[:, :1]), f[:, :-1]], dim=1) + sinusoidal_encoding(24, 16)[None]
         for layer in model.layers:

@@ -40,7 +40,6 @@ from memorytalker.models.common import KindOutput, SpeakerConditions, SpeechToFa
 from memorytalker.models.config import CodeTalkerConfig, ModelConfig
 from memorytalker.models.faceformer import FaceFormerLayer
 from memorytalker.models.layers import lengths_to_mask, periodic_positional_encoding
-from memorytalker.models.mel import normalize_waveform
 from memorytalker.topology import FaceTopology
 
 #: The VQ-VAE's groups: what stage 1 (``codetalker_vq``) trains and stage 2 keeps frozen.
@@ -353,13 +352,6 @@ class CodeTalker(SpeakerConditions, SpeechToFace):
         return codes.masked_fill(~lengths_to_mask(lengths, codes.shape[1])[..., None], -1)
 
     # ------------------------------------------------------------------ the predictor
-    def _text(
-        self, audio, audio_lengths, frame_lengths, num_frames, chunked
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        audio_n = normalize_waveform(audio.float(), audio_lengths)
-        logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
-        return logits, self.audio_proj(logits)
-
     def teacher_forced(self, text: torch.Tensor, y: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """One predictor pass: ``text`` ``(B, rT, D)``, motion inputs ``y`` ``(B, T, 3V)`` in the motion unit,
         ``style`` ``(B, D)`` -> features ``(B, T, F)``; frame ``t`` reads ``y_{<t}`` (frame 0: the style)."""
@@ -431,7 +423,7 @@ class CodeTalker(SpeakerConditions, SpeechToFace):
             )
         ids = getattr(batch, "subject_ids", None)
         style = self._style(None if ids is None else self.own_conditions(ids.to(dev)), audio.shape[0], dev)
-        logits, text = self._text(audio, audio_lengths, frame_lengths, num_frames, False)
+        logits, text = self.speech_features(audio, audio_lengths, frame_lengths, num_frames, False)
         target = None
         if y_true is not None:
             with torch.no_grad():  # the frozen encoder's quantised features of the ground truth
@@ -513,7 +505,7 @@ class CodeTalker(SpeakerConditions, SpeechToFace):
 
     def _predict_codes(self, audio, audio_lengths, frame_lengths, t, conditions) -> torch.Tensor:
         style = self._style(conditions, audio.shape[0], audio.device)
-        _, text = self._text(audio, audio_lengths, frame_lengths, t, True)
+        _, text = self.speech_features(audio, audio_lengths, frame_lengths, t, True)
         return self.autoregressive(text, style, t).codes
 
     def predicted_codes(

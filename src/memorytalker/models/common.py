@@ -25,6 +25,7 @@ from memorytalker.errors import ConfigError, TopologyError
 from memorytalker.models.backbones import TextBackbone, build_backbone
 from memorytalker.models.config import ModelConfig
 from memorytalker.models.layers import lengths_to_mask
+from memorytalker.models.mel import normalize_waveform
 from memorytalker.topology import FaceTopology
 
 
@@ -172,6 +173,21 @@ class SpeechToFace(nn.Module):
                 logits = bb(seg, seg_len, n_seg, e0 - s0)
                 out[b, f0:f1] = logits[0, f0 - s0 : f1 - s0]
         return out
+
+    def speech_features(
+        self,
+        audio: torch.Tensor,
+        audio_lengths: torch.Tensor,
+        frame_lengths: torch.Tensor,
+        num_frames: int,
+        chunked: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC logits ``(B, rT, M)`` of the per-clip normalised audio and their ``audio_proj`` ``(B, rT, D)``
+        (the kinds whose ``audio_proj`` reads the logits text frame by text frame: FaceFormer, CodeTalker,
+        Imitator)."""
+        audio_n = normalize_waveform(audio.float(), audio_lengths)
+        logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)
+        return logits, self.audio_proj(logits)
 
     def backbone_groups(self, names: tuple[str, ...]) -> dict[str, list[nn.Parameter]]:
         """``{name: []}`` for every group name, with the backbone's groups filled in."""

@@ -31,7 +31,6 @@ from memorytalker.models.common import KindOutput, SpeakerConditions, SpeechToFa
 from memorytalker.models.config import ModelConfig
 from memorytalker.models.decoder import DecoderLayer
 from memorytalker.models.layers import AttentionProjections, lengths_to_mask, periodic_positional_encoding
-from memorytalker.models.mel import normalize_waveform
 from memorytalker.topology import FaceTopology
 
 #: Parameter groups of :meth:`FaceFormer.parameter_groups` (the backbone's three, then FaceFormer's own).
@@ -188,13 +187,6 @@ class FaceFormer(SpeakerConditions, SpeechToFace):
         """``(B,)`` speaker indices -> ``(B, D)``: the one-hot through ``speaker`` (a column of its weight)."""
         return self.speaker.weight.t()[conditions]
 
-    def _text(
-        self, audio, audio_lengths, frame_lengths, num_frames, chunked
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        audio_n = normalize_waveform(audio.float(), audio_lengths)
-        logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
-        return logits, self.audio_proj(logits)
-
     def _input(self, y: torch.Tensor, style: torch.Tensor, start: int) -> torch.Tensor:
         """Decoder input ``(B, n, D)``: ``motion_encoder(y) + style`` plus PPE of frames from ``start``."""
         x = self.motion_encoder(y) + style[:, None]
@@ -246,7 +238,7 @@ class FaceFormer(SpeakerConditions, SpeechToFace):
         ids = getattr(batch, "subject_ids", None)
         conditions = None if ids is None else self.own_conditions(ids.to(dev))
         style = self.style(self.checked_conditions(conditions, audio.shape[0], dev))
-        logits, text = self._text(audio, audio_lengths, frame_lengths, num_frames, False)
+        logits, text = self.speech_features(audio, audio_lengths, frame_lengths, num_frames, False)
         autoregressive = vertices is None or (
             self.training and self.cfg.faceformer.training == "autoregressive"
         )
@@ -285,7 +277,7 @@ class FaceFormer(SpeakerConditions, SpeechToFace):
 
         def decode(audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, t: int) -> torch.Tensor:
             style = self.style(self.checked_conditions(conditions, audio.shape[0], audio.device))
-            _, text = self._text(audio, audio_lengths, frame_lengths, t, True)
+            _, text = self.speech_features(audio, audio_lengths, frame_lengths, t, True)
             return self.offsets_to_vertices(self.autoregressive(text, style, t), templates.to(audio.device))
 
         return self.run_predict(audio, audio_lengths, templates, num_frames, decode)

@@ -30,7 +30,6 @@ from memorytalker.models.common import KindOutput, SpeakerConditions, SpeechToFa
 from memorytalker.models.config import MEAN_STYLE, ModelConfig
 from memorytalker.models.faceformer import FaceFormerLayer
 from memorytalker.models.layers import lengths_to_mask, periodic_positional_encoding
-from memorytalker.models.mel import normalize_waveform
 from memorytalker.topology import FaceTopology
 
 #: Parameter groups of :meth:`Imitator.parameter_groups` (the backbone's three, then Imitator's own).
@@ -134,13 +133,6 @@ class Imitator(SpeakerConditions, SpeechToFace):
         return self.style_table()[conditions]
 
     # ------------------------------------------------------------------ pieces
-    def _text(
-        self, audio, audio_lengths, frame_lengths, num_frames, chunked
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        audio_n = normalize_waveform(audio.float(), audio_lengths)
-        logits = self.text_logits(audio_n, audio_lengths, frame_lengths, num_frames, chunked)  # (B, rT, M)
-        return logits, self.audio_proj(logits)
-
     def viseme_features(self, text: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The style-agnostic decoder, autoregressive over its own outputs with a key/value cache:
         ``text`` ``(B, rT, D)`` -> features ``(B, T, D)``; frame ``t``'s input is ``f_{t-1}`` (a zero start
@@ -170,7 +162,7 @@ class Imitator(SpeakerConditions, SpeechToFace):
     def clip_features(self, batch: Any) -> torch.Tensor:
         """A batch's viseme features ``(B, T, D)`` (what personalisation computes once per clip)."""
         audio, audio_lengths, _, _, frame_lengths, num_frames = self.batch_inputs(batch)
-        _, text = self._text(audio, audio_lengths, frame_lengths, num_frames, False)
+        _, text = self.speech_features(audio, audio_lengths, frame_lengths, num_frames, False)
         return self.viseme_features(text, num_frames)
 
     # ------------------------------------------------------------------ forward / predict
@@ -184,7 +176,7 @@ class Imitator(SpeakerConditions, SpeechToFace):
         ids = getattr(batch, "subject_ids", None)
         conditions = None if ids is None else self.own_conditions(ids.to(dev))
         style = self.style_codes(self.checked_conditions(conditions, audio.shape[0], dev))
-        logits, text = self._text(audio, audio_lengths, frame_lengths, num_frames, False)
+        logits, text = self.speech_features(audio, audio_lengths, frame_lengths, num_frames, False)
         features = self.viseme_features(text, num_frames)
         return ImitatorOutput(
             vertices=self.decode(features, style, templates),
@@ -216,7 +208,7 @@ class Imitator(SpeakerConditions, SpeechToFace):
 
         def decode(audio_lengths: torch.Tensor, frame_lengths: torch.Tensor, t: int) -> torch.Tensor:
             style = self.style_codes(self.checked_conditions(conditions, audio.shape[0], audio.device))
-            _, text = self._text(audio, audio_lengths, frame_lengths, t, True)
+            _, text = self.speech_features(audio, audio_lengths, frame_lengths, t, True)
             return self.decode(self.viseme_features(text, t), style, templates.to(audio.device))
 
         return self.run_predict(audio, audio_lengths, templates, num_frames, decode)
