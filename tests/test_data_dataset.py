@@ -191,3 +191,52 @@ def test_missing_template_is_an_error(tmp_path):
         pickle.dump({"spk00": np.zeros((6, 3), np.float32)}, fh)
     with pytest.raises(DatasetError, match="spk01"):
         TalkingFaceDataset(load_dataset(root), "train")
+
+
+def test_speaker_motion_scales_against_a_direct_computation(index):
+    from memorytalker.data.dataset import speaker_motion_rms, speaker_motion_scales
+
+    lips = index.topology.lips
+    rms = speaker_motion_rms(index, "train")
+    for subject in ("spk00", "spk01"):
+        d = np.concatenate(
+            [
+                (index.load_vertices(r)[:, lips] - index.templates[subject][lips]).reshape(-1)
+                for r in index.clips("train")
+                if r.subject == subject
+            ]
+        )
+        assert rms[subject] == pytest.approx(math.sqrt(np.mean(d.astype(np.float64) ** 2)), rel=1e-6)
+    scales, ref = speaker_motion_scales(index, "train")
+    assert ref == pytest.approx(np.median(list(rms.values())))
+    assert scales == pytest.approx({s: r / ref for s, r in rms.items()})
+    test_scales, test_ref = speaker_motion_scales(index, "test", reference=ref)
+    assert test_ref == ref and test_scales["spk02"] == pytest.approx(
+        speaker_motion_rms(index, "test")["spk02"] / ref
+    )
+
+
+def test_speaker_scale_moves_every_speaker_at_one_amplitude(index):
+    from memorytalker.data.dataset import speaker_motion_rms, speaker_motion_scales
+
+    scales, ref = speaker_motion_scales(index, "train")
+    plain = TalkingFaceDataset(index, "train")
+    normed = TalkingFaceDataset(index, "train", speaker_scale=scales)
+    lips = index.topology.lips
+    per_subject: dict[str, list[np.ndarray]] = {}
+    for i in range(len(plain)):
+        a, b = plain[i], normed[i]
+        assert torch.equal(a.template, b.template) and torch.equal(a.audio, b.audio)
+        s = scales[a.subject]
+        torch.testing.assert_close(b.vertices, a.template + (a.vertices - a.template) / s)
+        per_subject.setdefault(a.subject, []).append((b.vertices - b.template)[:, lips].numpy().reshape(-1))
+    for d in per_subject.values():  # after the division each speaker's lip RMS is the reference
+        assert math.sqrt(np.mean(np.concatenate(d).astype(np.float64) ** 2)) == pytest.approx(ref, rel=1e-5)
+    assert speaker_motion_rms(index, "train") != {s: ref for s in scales}  # the raw speakers differ
+
+
+def test_speaker_scale_must_cover_every_subject(index):
+    with pytest.raises(DatasetError, match=r"spk01"):
+        TalkingFaceDataset(index, "train", speaker_scale={"spk00": 1.0})
+    with pytest.raises(DatasetError, match=r"spk00"):
+        TalkingFaceDataset(index, "train", speaker_scale={"spk00": 0.0, "spk01": 1.0})

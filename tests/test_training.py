@@ -463,3 +463,24 @@ def test_fused_adam_equals_the_loop_and_bf16_trains_on_cpu(data_root, tmp_path):
     assert ckpt["step"] > 0 and all(
         torch.isfinite(v).all() for v in ckpt["model_state"].values() if v.is_floating_point()
     )
+
+
+def test_normalize_speakers_divides_each_training_speaker_by_its_amplitude(data_root, tmp_path):
+    from memorytalker.data import load_dataset
+    from memorytalker.data.dataset import speaker_motion_rms, speaker_motion_scales
+    from memorytalker.training.engine import setup
+
+    index = load_dataset(data_root)
+    cfg = _cfg(data_root, tmp_path / "n", "stages.memorizing.normalize_speakers=true")
+    run = setup(cfg, verbose=False)
+    expected, ref = speaker_motion_scales(index, "train")
+    assert run.train_ds.speaker_scale == pytest.approx(expected)
+    assert len(set(np.round(list(expected.values()), 6))) > 1  # the speakers do differ
+    val_rms = speaker_motion_rms(index, cfg.data.val_split)
+    assert run.val_ds.speaker_scale == pytest.approx(
+        {s: r / ref for s, r in val_rms.items()}
+    )  # training median
+    stage2 = setup(
+        _cfg(data_root, tmp_path / "n2", "stages.memorizing.normalize_speakers=true", "stage=animating")
+    )
+    assert stage2.train_ds.speaker_scale is None and stage2.val_ds.speaker_scale is None  # a stage's setting

@@ -8,7 +8,7 @@ Use ``DataLoader(ds, batch_size=B, collate_fn=collate_batch)``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,6 +210,38 @@ def frame_phoneme_ids(alignment: dict | None, num_frames: int, fps: float) -> to
     return out
 
 
+def speaker_motion_rms(index: DatasetIndex, split: str) -> dict[str, float]:
+    """Each subject's articulation amplitude in a split: the RMS displacement of the lip vertices
+    (``topology.lips``) from the subject's template over all its clips and frames, in the data's unit."""
+    lips = index.topology.lips
+    sums: dict[str, list[float]] = {}
+    for rec in index.clips(split):
+        d = index.load_vertices(rec)[:, lips] - index.templates[rec.subject][lips]  # (T, L, 3)
+        acc = sums.setdefault(rec.subject, [0.0, 0.0])
+        acc[0] += float(np.square(d, dtype=np.float64).sum())
+        acc[1] += d.size
+    if not sums:
+        raise DatasetError(f"dataset {index.root}: split {split!r} has no clips")
+    return {s: float(np.sqrt(total / n)) for s, (total, n) in sorted(sums.items())}
+
+
+def speaker_motion_scales(
+    index: DatasetIndex, split: str, reference: float | None = None
+) -> tuple[dict[str, float], float]:
+    """``({subject: rms / reference}, reference)``: the divisors that move every subject of ``split`` at
+    one amplitude (:func:`speaker_motion_rms`); ``reference`` defaults to the median subject's RMS (pass
+    the training split's to normalise another split to the same amplitude). A subject that never moves its
+    lips cannot be normalised: a :class:`DatasetError` names it."""
+    rms = speaker_motion_rms(index, split)
+    still = sorted(s for s, r in rms.items() if not r > 0)
+    if still:
+        raise DatasetError(f"split {split!r}: subject(s) {still} never move the lips (RMS 0): no amplitude")
+    ref = float(np.median(list(rms.values()))) if reference is None else float(reference)
+    if not ref > 0:
+        raise DatasetError(f"speaker_motion_scales: reference amplitude must be positive, got {ref}")
+    return {s: r / ref for s, r in rms.items()}, ref
+
+
 class TalkingFaceDataset(torch.utils.data.Dataset):
     """Clips of one split as :class:`ClipItem` s (collate with :func:`collate_batch`).
 
@@ -226,6 +258,9 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         augment: put every audio of an item (and its triplet audio) through this chain of recording
             conditions (:mod:`memorytalker.data.augment`), drawn from ``(seed, epoch, index)``; None or
             ``enabled: false`` = the audio as stored. Vertices and phone timings are never changed.
+        speaker_scale: ``{subject: s}``: each clip's motion about its template is divided by its subject's
+            ``s`` (:func:`speaker_motion_scales`: every speaker moved at one reference amplitude); None = the
+            vertices as stored. Every subject of the split needs a positive, finite ``s``.
     """
 
     def __init__(
@@ -238,6 +273,7 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         seed: int = 0,
         subjects: Sequence[str] | None = None,
         augment: AugmentConfig | None = None,
+        speaker_scale: Mapping[str, float] | None = None,
     ) -> None:
         self.index = index
         self.augmenter = Augmenter(augment) if augment is not None and augment.enabled else None
@@ -264,6 +300,19 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
         self._by_subject: dict[str, list[int]] = {}
         for i, r in enumerate(self.records):
             self._by_subject.setdefault(r.subject, []).append(i)
+        self.speaker_scale = None if speaker_scale is None else dict(speaker_scale)
+        if self.speaker_scale is not None:
+            bad = sorted(
+                s
+                for s in self._by_subject
+                if not (
+                    isinstance(self.speaker_scale.get(s), (int, float)) and 0 < self.speaker_scale[s] < np.inf
+                )
+            )
+            if bad:
+                raise DatasetError(
+                    f"split {split!r}: speaker_scale has no positive finite scale for subject(s) {bad}"
+                )
         if triplets:
             lonely = sorted(s for s, idx in self._by_subject.items() if len(idx) < 2)
             if lonely:
@@ -317,6 +366,9 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
             phoneme_ids = torch.tensor(phones_to_ids(phones), dtype=torch.long)
         except ValueError as exc:
             raise DatasetError(f"{rec.phonemes_path}: {exc}") from None
+        template = torch.from_numpy(self.index.templates[rec.subject].copy())
+        if self.speaker_scale is not None:
+            vertices = template + (vertices - template) / float(self.speaker_scale[rec.subject])
         item = ClipItem(
             clip_id=rec.clip_id,
             subject=rec.subject,
@@ -324,7 +376,7 @@ class TalkingFaceDataset(torch.utils.data.Dataset):
             subject_id=self._subject_ids.get(rec.subject, -1),
             audio=audio,
             vertices=vertices,
-            template=torch.from_numpy(self.index.templates[rec.subject].copy()),
+            template=template,
             phoneme_ids=phoneme_ids,
             frame_phonemes=frames,
         )

@@ -147,6 +147,12 @@ class StageConfig:
         model: what this stage needs of the model, a nested mapping of ``ModelConfig`` fields
             (``{"style": {"enabled": true}}``), merged into the run's ``model`` section.
         triplets: draw a positive and a negative clip per sample (needed by the style loss).
+        normalize_speakers: train on every speaker moved at one amplitude: each clip's motion about its
+            template divided by its speaker's lip RMS over the median training speaker's
+            (:func:`memorytalker.data.dataset.speaker_motion_scales`; validation speakers against the same
+            training median). Ours, off in the paper's presets: stage 1 then memorises the articulation of
+            an average speaker and cannot fit a training speaker's amplitude through the text path, which
+            leaves it for stage 2's style encoder to learn (docs/RESULTS.md "Style that is not the gain").
     """
 
     trainable: list[str] = field(default_factory=lambda: ["*"])
@@ -159,6 +165,7 @@ class StageConfig:
     init_exclude: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=lambda: {"style": {"enabled": False}})
     triplets: bool = False
+    normalize_speakers: bool = False
 
     def validate(self, name: str) -> None:
         if self.max_epochs < 1:

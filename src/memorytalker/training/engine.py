@@ -218,6 +218,7 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
 
     from memorytalker.data import TalkingFaceDataset, load_dataset
     from memorytalker.data.corpora import CorpusDataset, corpus_name
+    from memorytalker.data.dataset import speaker_motion_scales
     from memorytalker.training.logs import make_loggers
 
     cfg.validate()
@@ -254,10 +255,17 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
         torch.use_deterministic_algorithms(True, warn_only=True)
     fabric.seed_everything(cfg.optim.seed, verbose=False)
 
+    say = _Printer(verbose and fabric.is_global_zero)
     indices = [load_dataset(cfg.data.root, layout=cfg.data.layout, topology=cfg.data.topology)]
     indices += [load_dataset(c.root, layout=c.layout, topology=c.topology) for c in cfg.data.corpora]
     parts = []
     for index in indices:
+        train_scale = val_scale = None
+        if cfg.current.normalize_speakers:
+            train_scale, reference = speaker_motion_scales(index, cfg.data.train_split)
+            val_scale, _ = speaker_motion_scales(index, cfg.data.val_split, reference=reference)
+            divisors = ", ".join(f"{s} {v:.2f}" for s, v in train_scale.items())
+            say(f"normalize_speakers: median training speaker's lip RMS {reference:.4g}; divisors {divisors}")
         train_ds = TalkingFaceDataset(
             index,
             cfg.data.train_split,
@@ -266,9 +274,14 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
             max_seconds=cfg.data.max_seconds,
             seed=cfg.optim.seed,
             augment=cfg.data.augment,
+            speaker_scale=train_scale,
         )
         val_ds = TalkingFaceDataset(
-            index, cfg.data.val_split, cache=cfg.data.cache, subjects=train_ds.subjects
+            index,
+            cfg.data.val_split,
+            cache=cfg.data.cache,
+            subjects=train_ds.subjects,
+            speaker_scale=val_scale,
         )
         parts.append((train_ds, val_ds))
     if len(indices) == 1:
@@ -282,7 +295,6 @@ def setup(cfg: TrainConfig, overwrite: bool = False, verbose: bool = True) -> Ru
     identities = train_ds.subjects if len(indices) > 1 else [f"{names[0]}/{s}" for s in train_ds.subjects]
     topologies = output_heads(cfg, indices, identities)
     model = build_model(cfg.model, indices[0].topology, load_pretrained=not cfg.resume, topologies=topologies)
-    say = _Printer(verbose and fabric.is_global_zero)
     run = Run(cfg, fabric, say, indices[0], train_ds, val_ds, model, precision, resume_checkpoint=resume_ckpt)
     run.indices, run.corpus_names = indices, names
     return run
