@@ -345,3 +345,25 @@ def test_style_level_decides_whether_loudness_is_heard():
         assert torch.allclose(a, b, atol=1e-4) == same, level
     with pytest.raises(ConfigError, match="model.style.level"):
         ModelConfig(style=dataclasses.replace(cfg.style, level="loud")).validate()
+
+
+def test_spectral_style_level_hears_the_tilt_but_not_the_gain():
+    """``spectral``: 10 dB louder changes nothing, a tilted spectrum (pre-emphasis: +high, -low bands) does;
+    ``normalized`` removes each band's mean, so it hears much less of the same tilt."""
+    topo = tiny_topology()
+    batch = make_batch(topo, [0.9], seed=4)
+    audio = batch.audio + 0.3 * torch.randn(batch.audio.shape, generator=torch.Generator().manual_seed(1))
+    louder = audio * 10 ** (10 / 20)
+    tilted = torch.cat([audio[:, :1], audio[:, 1:] - 0.95 * audio[:, :-1]], dim=1)
+    change = {}
+    for level in ("spectral", "normalized"):
+        cfg = tiny_config(style=True)
+        cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, level=level))
+        torch.manual_seed(0)
+        model = MemoryTalker(cfg, topo).eval()
+        with torch.no_grad():
+            nn.init.normal_(model.style.to_slots.weight, std=0.5)
+            a = model.style_logits(audio, batch.audio_lengths)
+            torch.testing.assert_close(model.style_logits(louder, batch.audio_lengths), a, atol=1e-4, rtol=0)
+            change[level] = float((model.style_logits(tilted, batch.audio_lengths) - a).abs().max())
+    assert change["spectral"] > 1e-2 and change["spectral"] > 3 * change["normalized"], change

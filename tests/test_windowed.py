@@ -50,6 +50,7 @@ def _whole_and_windowed(model, seconds: float, window: int):
         (True, "absolute", True, False),
         (True, "normalized", True, False),
         (True, "normalized", True, True),
+        (True, "spectral", True, True),
         (False, "absolute", False, False),
     ],
 )

@@ -30,7 +30,7 @@ TEXT_RATES = ("mesh", "double")
 #: ``sigmoid(f_s) * softplus(Linear(f_s))`` (non-negative).
 STYLE_SCALES = ("paper", "softplus")
 #: What the style encoder hears of the recording level (see :class:`StyleConfig`).
-STYLE_LEVELS = ("normalized", "absolute")
+STYLE_LEVELS = ("normalized", "spectral", "absolute")
 
 
 def _positive(value: float, name: str) -> None:
@@ -184,9 +184,11 @@ class StyleConfig:
         embed: width of the pooled utterance embedding.
         scale: ``paper`` or ``softplus`` (see :data:`STYLE_SCALES`).
         level: what the encoder hears of the recording level: ``normalized`` (the paper's: the waveform
-            normalised per clip, and each mel band's clip mean removed: level-independent) or ``absolute``
-            (log-mel as recorded: loudness and spectral balance are audible; use it where loudness is part
-            of speaking style, as in the synthetic corpus, and where recordings are level-calibrated).
+            normalised per clip, and each mel band's clip mean removed: level-independent, and the spectral
+            balance is removed with it), ``spectral`` (ours: the waveform normalised per clip and one log-mel
+            offset for all bands removed: level-independent, while the balance between the bands, the
+            spectral tilt of vocal effort, stays audible) or ``absolute`` (log-mel as recorded: loudness and
+            spectral balance are audible; only where recordings are level-calibrated).
     """
 
     enabled: bool = False

@@ -95,15 +95,19 @@ class StyleEncoder(nn.Module):
 
         ``level = "normalized"`` (the paper's): the waveform is normalised to zero mean and unit variance
         and each mel band's mean over the clip is removed, so the recording level does not matter (and
-        vocal loudness cannot be heard). ``level = "absolute"``: log-mel of the waveform as recorded, in dB
+        vocal loudness cannot be heard). ``level = "spectral"``: the same waveform normalisation, then one
+        offset (the mean over bands and frames) removed, so the level does not matter but the balance
+        between the bands (spectral tilt) stays. ``level = "absolute"``: log-mel of the waveform as recorded, in dB
         relative to :data:`ABSOLUTE_DB_REFERENCE`, so loudness and spectral balance are heard.
         """
-        if self.cfg.level == "normalized":
+        if self.cfg.level in ("normalized", "spectral"):
             audio = normalize_waveform(audio, audio_lengths)
         mel, lengths = self.mel(audio, audio_lengths)
         mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
         if self.cfg.level == "normalized":
-            offset, _ = masked_mean_std(mel, mask)
+            offset, _ = masked_mean_std(mel, mask)  # (B, n_mels, 1): every band's own mean
+        elif self.cfg.level == "spectral":
+            offset = masked_mean_std(mel, mask)[0].mean(dim=1, keepdim=True)  # (B, 1, 1): one for all bands
         else:
             offset = ABSOLUTE_DB_REFERENCE
         x, lengths = self.features((mel - offset) * mask / DB_SCALE, lengths)

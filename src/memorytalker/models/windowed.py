@@ -136,13 +136,14 @@ def style_logits(
     from memorytalker.models.style import ABSOLUTE_DB_REFERENCE, DB_SCALE
 
     cfg = style.cfg
-    source = normalised if cfg.level == "normalized" else raw
+    source = normalised if cfg.level in ("normalized", "spectral") else raw
     frames = num_samples // style.mel.hop_length + 1
-    offset = (
-        mel_band_mean(style.mel, source, num_samples)[0]  # (n_mels, 1), against (n_mels, F) frames
-        if cfg.level == "normalized"
-        else ABSOLUTE_DB_REFERENCE
-    )
+    if cfg.level == "absolute":
+        offset = ABSOLUTE_DB_REFERENCE
+    else:
+        offset = mel_band_mean(style.mel, source, num_samples)[0]  # (n_mels, 1), against (n_mels, F) frames
+        if cfg.level == "spectral":
+            offset = offset.mean(dim=0, keepdim=True)  # (1, 1): one offset for all bands
     strides = style.strides
     total = math.prod(strides)
     length, rf, cum = frames, 2, 1  # conv_in keeps the length; receptive half-width in log-mel frames
