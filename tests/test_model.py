@@ -328,23 +328,30 @@ def test_stage_two_starts_from_the_stage_one_model(scale):
     assert delta < 0.05 * motion, (float(delta), float(motion))
 
 
+def _style_model(topo, level: str) -> MemoryTalker:
+    """A tiny stage-2 model whose style logits depend visibly on the audio (``to_slots`` weights std 0.5)."""
+    cfg = tiny_config(style=True)
+    cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, level=level))
+    torch.manual_seed(0)
+    model = MemoryTalker(cfg, topo).eval()
+    with torch.no_grad():
+        nn.init.normal_(model.style.to_slots.weight, std=0.5)
+    return model
+
+
 def test_style_level_decides_whether_loudness_is_heard():
     """``normalized`` (paper): the same speech 10 dB louder gets the same weights; ``absolute``: it does not."""
     topo = tiny_topology()
     batch = make_batch(topo, [0.9], seed=4)
     louder = batch.audio * 10 ** (10 / 20)
     for level, same in (("normalized", True), ("absolute", False)):
-        cfg = tiny_config(style=True)
-        cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, level=level))
-        torch.manual_seed(0)
-        model = MemoryTalker(cfg, topo).eval()
+        model = _style_model(topo, level)
         with torch.no_grad():
-            nn.init.normal_(model.style.to_slots.weight, std=0.5)
             a = model.style_logits(batch.audio, batch.audio_lengths)
             b = model.style_logits(louder, batch.audio_lengths)
         assert torch.allclose(a, b, atol=1e-4) == same, level
     with pytest.raises(ConfigError, match="model.style.level"):
-        ModelConfig(style=dataclasses.replace(cfg.style, level="loud")).validate()
+        ModelConfig(style=dataclasses.replace(model.cfg.style, level="loud")).validate()
 
 
 def test_spectral_style_level_hears_the_tilt_but_not_the_gain():
@@ -357,12 +364,8 @@ def test_spectral_style_level_hears_the_tilt_but_not_the_gain():
     tilted = torch.cat([audio[:, :1], audio[:, 1:] - 0.95 * audio[:, :-1]], dim=1)
     change = {}
     for level in ("spectral", "normalized"):
-        cfg = tiny_config(style=True)
-        cfg = dataclasses.replace(cfg, style=dataclasses.replace(cfg.style, level=level))
-        torch.manual_seed(0)
-        model = MemoryTalker(cfg, topo).eval()
+        model = _style_model(topo, level)
         with torch.no_grad():
-            nn.init.normal_(model.style.to_slots.weight, std=0.5)
             a = model.style_logits(audio, batch.audio_lengths)
             torch.testing.assert_close(model.style_logits(louder, batch.audio_lengths), a, atol=1e-4, rtol=0)
             change[level] = float((model.style_logits(tilted, batch.audio_lengths) - a).abs().max())
