@@ -1,6 +1,6 @@
 """Do the stage-2 slot weights follow the speaker? Compare them with the synthetic corpus' hidden style.
 
-    .venv/bin/python scripts/style_weights.py --data data/synthetic [--splits val test] LABEL=CKPT [...]
+    .venv/bin/python scripts/style_weights.py --data data/synthetic LABEL=CKPT [...] [--splits val test]
 
 The synthetic corpus draws each speaker's articulation amplitude from audible voice properties (louder and
 slower voices open wider) plus an inaudible residual, and records it in ``speakers.json`` (``style.amplitude``
