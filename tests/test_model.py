@@ -243,7 +243,7 @@ def test_read_skip_adds_a_linear_map_of_the_read_after_the_last_norm():
     model = _with_read_skip(_model(style=True))
     dec = model.decoder
     assert dec.read_skip is not None and dec.read_skip.in_features == model.cfg.memory.width
-    assert all(any(p is q for q in model.parameter_groups()["decoder"]) for p in dec.read_skip.parameters())
+    assert all(any(p is q for q in model.parameter_groups()["read_skip"]) for p in dec.read_skip.parameters())
     b, t, d = 2, 9, model.cfg.memory.width
     fused = torch.randn(b, t, 2 * d)
     text = torch.randn(b, t * model.text_rate, d)

@@ -43,6 +43,7 @@ GROUPS = (
     "memory",
     "fusion",
     "decoder",
+    "read_skip",
     "head",
     "style",
 )
@@ -126,8 +127,8 @@ class MemoryTalker(SpeechToFace):
             groups["motion_encoder"] = list(self.motion_encoder.parameters())
         groups["fusion"] = list(self.decoder.fusion.parameters())
         groups["decoder"] = list(self.decoder.layers.parameters())
-        if self.decoder.read_skip is not None:
-            groups["decoder"] += list(self.decoder.read_skip.parameters())
+        if self.decoder.read_skip is not None:  # its own group: stage 2 may train it beside the style encoder
+            groups["read_skip"] = list(self.decoder.read_skip.parameters())
         groups["head"] = list(self.decoder.head.parameters())
         if self.style is not None:
             groups["style"] = list(self.style.parameters())
