@@ -16,6 +16,8 @@ learns departures from it, instead of first undoing random weights near 0 that e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +31,21 @@ from memorytalker.models.mel import LogMel, masked_mean_std, normalize_waveform
 DB_SCALE = 20.0
 #: ``level = "absolute"``: dB subtracted from the log-mel (about a mel band's level in speech at -23 dBFS).
 ABSOLUTE_DB_REFERENCE = -20.0
+#: Style levels whose encoder hears the waveform normalised per clip (zero mean, unit variance).
+NORMALIZED_WAVEFORM_LEVELS = ("normalized", "spectral")
+
+
+def level_offset(level: str, band_mean: Callable[[], torch.Tensor]) -> torch.Tensor | float:
+    """What ``level`` subtracts from the log-mel (dB): ``normalized`` each band's clip mean (``band_mean()``,
+    ``(..., n_mels, 1)``), ``spectral`` the mean of those over the bands (``(..., 1, 1)``), ``absolute`` the
+    fixed :data:`ABSOLUTE_DB_REFERENCE` (``band_mean`` is not called). The one definition that
+    :meth:`StyleEncoder.logits` and the windowed long-audio path both use."""
+    if level == "absolute":
+        return ABSOLUTE_DB_REFERENCE
+    mean = band_mean()
+    return mean if level == "normalized" else mean.mean(dim=-2, keepdim=True)
+
+
 #: Initial value of every style logit ``f_s`` (see :meth:`StyleEncoder.reset_to_identity`).
 IDENTITY_LOGIT = 1.0
 #: Standard deviation of ``psi'``'s initial weights: small, so initial slot weights are ~1 for any audio.
@@ -100,16 +117,13 @@ class StyleEncoder(nn.Module):
         between the bands (spectral tilt) stays. ``level = "absolute"``: log-mel of the waveform as recorded, in dB
         relative to :data:`ABSOLUTE_DB_REFERENCE`, so loudness and spectral balance are heard.
         """
-        if self.cfg.level in ("normalized", "spectral"):
+        if self.cfg.level in NORMALIZED_WAVEFORM_LEVELS:
             audio = normalize_waveform(audio, audio_lengths)
         mel, lengths = self.mel(audio, audio_lengths)
         mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
-        if self.cfg.level == "normalized":
-            offset, _ = masked_mean_std(mel, mask)  # (B, n_mels, 1): every band's own mean
-        elif self.cfg.level == "spectral":
-            offset = masked_mean_std(mel, mask)[0].mean(dim=1, keepdim=True)  # (B, 1, 1): one for all bands
-        else:
-            offset = ABSOLUTE_DB_REFERENCE
+        offset = level_offset(
+            self.cfg.level, lambda: masked_mean_std(mel, mask)[0]
+        )  # band means (B, n_mels, 1)
         x, lengths = self.features((mel - offset) * mask / DB_SCALE, lengths)
         mask = lengths_to_mask(lengths, x.shape[-1])[:, None, :]
         mu, sd = masked_mean_std(x, mask)

@@ -133,17 +133,13 @@ def style_logits(
 ) -> torch.Tensor:
     """``f_s`` ``(1, M)`` of a whole clip (:meth:`StyleEncoder.logits`) with its features held one window
     of ``window_frames`` log-mel frames (plus context) at a time. ``raw`` / ``normalised``: sample sources."""
-    from memorytalker.models.style import ABSOLUTE_DB_REFERENCE, DB_SCALE
+    from memorytalker.models.style import DB_SCALE, NORMALIZED_WAVEFORM_LEVELS, level_offset
 
     cfg = style.cfg
-    source = normalised if cfg.level in ("normalized", "spectral") else raw
+    source = normalised if cfg.level in NORMALIZED_WAVEFORM_LEVELS else raw
     frames = num_samples // style.mel.hop_length + 1
-    if cfg.level == "absolute":
-        offset = ABSOLUTE_DB_REFERENCE
-    else:
-        offset = mel_band_mean(style.mel, source, num_samples)[0]  # (n_mels, 1), against (n_mels, F) frames
-        if cfg.level == "spectral":
-            offset = offset.mean(dim=0, keepdim=True)  # (1, 1): one offset for all bands
+    # band means (n_mels, 1), against (n_mels, F) frames
+    offset = level_offset(cfg.level, lambda: mel_band_mean(style.mel, source, num_samples)[0])
     strides = style.strides
     total = math.prod(strides)
     length, rf, cum = frames, 2, 1  # conv_in keeps the length; receptive half-width in log-mel frames
