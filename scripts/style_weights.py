@@ -11,6 +11,8 @@ Per checkpoint and speaker of the chosen (unseen) splits, the *effective slot we
 is scaled, on average), as the mean over the speaker's clips and its spread (standard deviation) across
 clips. The last row gives the Pearson correlation over speakers between the log effective weight and the
 log hidden amplitude: near 1 = the style encoder scales each unseen voice's motion like its true style.
+A model with the output gain (``model.style.gain``) gets a second column per checkpoint, the gain that
+multiplies its offsets, and the correlation of the log gain.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from memorytalker.models.loaders import load_model
 from memorytalker.models.mel import normalize_waveform
 
 
-def effective_weights(model, index, recs) -> dict[str, list[float]]:
-    """Per speaker: the effective slot weight of each clip."""
+def effective_weights(model, index, recs) -> tuple[dict[str, list[float]], dict[str, list[float]] | None]:
+    """Per speaker: the effective slot weight of each clip, and its output gain (None without one)."""
     out: dict[str, list[float]] = {}
+    gains: dict[str, list[float]] | None = {} if model.style.gain_head is not None else None
     with torch.inference_mode():
         for rec in recs:
             audio = torch.from_numpy(index.load_audio(rec))[None]
@@ -38,9 +41,12 @@ def effective_weights(model, index, recs) -> dict[str, list[float]]:
             t = int(model.frames_for(lengths)[0])
             logits = model.text_logits(normalize_waveform(audio, lengths), lengths, torch.tensor([t]), t)
             key = model.memory.key_address(model.frame_logits(logits, t))[0]  # (T, M)
-            w = model.style.weights(model.style_logits(audio, lengths))[0]  # (M,)
+            f_s = model.style_logits(audio, lengths)
+            w = model.style.weights(f_s)[0]  # (M,)
             out.setdefault(rec.subject, []).append(float((key @ w).mean()))
-    return out
+            if gains is not None:
+                gains.setdefault(rec.subject, []).append(float(model.style.gain(f_s)[0]))
+    return out, gains
 
 
 def main() -> None:
@@ -58,9 +64,13 @@ def main() -> None:
         model, _, _ = load_model(ckpt)
         if model.style is None or model.memory is None:
             raise SystemExit(f"{ckpt}: not a stage-2 model (no style encoder or no memory)")
-        labels.append(label)
-        results.append(effective_weights(model, index, recs))
-    head = " | ".join(f"{lab}: weight (spread)" for lab in labels)
+        weights, gains = effective_weights(model, index, recs)
+        labels.append(f"{label}: weight (spread)")
+        results.append(weights)
+        if gains is not None:
+            labels.append(f"{label}: gain (spread)")
+            results.append(gains)
+    head = " | ".join(labels)
     print(f"| speaker | split | hidden amplitude (jaw / lips) | {head} |")
     print("|---|---|---|" + "---|" * len(labels))
     split_of = {r.subject: s for s in args.splits for r in index.clips(s)}

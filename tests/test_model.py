@@ -370,3 +370,42 @@ def test_spectral_style_level_hears_the_tilt_but_not_the_gain():
             torch.testing.assert_close(model.style_logits(louder, batch.audio_lengths), a, atol=1e-4, rtol=0)
             change[level] = float((model.style_logits(tilted, batch.audio_lengths) - a).abs().max())
     assert change["spectral"] > 1e-2 and change["spectral"] > 3 * change["normalized"], change
+
+
+def test_style_gain_starts_at_one_and_scales_every_offset():
+    """``model.style.gain``: at initialisation the model predicts what the same weights predict without it;
+    a log-gain of log 2 doubles every offset from the template (head weights and bias), in training and in
+    inference; a gradient reaches the gain head; a per-sample scale of the wrong shape is refused."""
+    topo = tiny_topology()
+    cfg = tiny_config(style=True)
+    cfg.style.gain = True
+    torch.manual_seed(0)
+    model = MemoryTalker(cfg, topo).eval()
+    randomize_head(model)
+    plain = MemoryTalker(tiny_config(style=True), topo).eval()
+    missing = plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("style.gain_head")}
+    )
+    assert not missing.missing_keys and not missing.unexpected_keys
+    batch = make_batch(topo, [0.9, 0.6], seed=2)
+    valid = batch.frame_mask[:, :, None, None]
+    tpl = batch.templates[:, None]
+    with torch.no_grad():
+        base = model(batch)
+        torch.testing.assert_close(base.style_gain, torch.ones(2))
+        torch.testing.assert_close(base.vertices, plain(batch).vertices)
+        assert plain(batch).style_gain is None
+        pred = model.predict(batch.audio, batch.audio_lengths, batch.templates)
+        model.style.gain_head.bias.fill_(float(torch.log(torch.tensor(2.0))))
+        doubled = model(batch)
+        torch.testing.assert_close(doubled.style_gain, torch.full((2,), 2.0))
+        torch.testing.assert_close((doubled.vertices - tpl) * valid, 2 * (base.vertices - tpl) * valid)
+        pred2 = model.predict(batch.audio, batch.audio_lengths, batch.templates)
+        torch.testing.assert_close(pred2 - tpl, 2 * (pred - tpl))
+    model.train()
+    model(batch).vertices.square().mean().backward()
+    assert model.style.gain_head.weight.grad.abs().sum() > 0
+    assert any(p is model.style.gain_head.weight for p in model.parameter_groups()["style"])
+    x = torch.randn(2, 3, model.decoder.dim)
+    with pytest.raises(ValueError, match="one per sample"):
+        model.decoder.vertices(x, batch.templates, torch.ones(3))

@@ -19,14 +19,19 @@ from memorytalker.models.windowed import (
 
 
 def _model(
-    style: bool, level: str = "absolute", memory: bool = True, read_skip: bool = False
+    style: bool, level: str = "absolute", memory: bool = True, read_skip: bool = False, gain: bool = False
 ) -> MemoryTalker:
     torch.manual_seed(0)
     cfg = tiny_config(style=style, memory=memory)
     cfg.style.level = level
+    cfg.style.gain = gain
     cfg.decoder.read_skip = read_skip
     model = MemoryTalker(cfg, tiny_topology()).eval()
     randomize_head(model)
+    if gain:  # a gain that depends on the audio (and is not 1)
+        with torch.no_grad():
+            torch.nn.init.normal_(model.style.to_slots.weight, std=0.5)
+            torch.nn.init.normal_(model.style.gain_head.weight, std=0.2)
     return model
 
 
@@ -44,18 +49,19 @@ def _whole_and_windowed(model, seconds: float, window: int):
 
 
 @pytest.mark.parametrize(
-    "style,level,memory,read_skip",
+    "style,level,memory,read_skip,gain",
     [
-        (False, "absolute", True, False),
-        (True, "absolute", True, False),
-        (True, "normalized", True, False),
-        (True, "normalized", True, True),
-        (True, "spectral", True, True),
-        (False, "absolute", False, False),
+        (False, "absolute", True, False, False),
+        (True, "absolute", True, False, False),
+        (True, "normalized", True, False, False),
+        (True, "normalized", True, True, False),
+        (True, "spectral", True, True, False),
+        (True, "spectral", True, True, True),
+        (False, "absolute", False, False, False),
     ],
 )
-def test_windows_equal_the_whole_clip(style, level, memory, read_skip):
-    model = _model(style, level, memory, read_skip)
+def test_windows_equal_the_whole_clip(style, level, memory, read_skip, gain):
+    model = _model(style, level, memory, read_skip, gain)
     whole, windowed = _whole_and_windowed(model, 7.3, window=41)
     assert windowed.shape == whole.shape
     scale = float((whole - torch.from_numpy(model.topology.vertices)).abs().max())

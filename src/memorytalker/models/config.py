@@ -189,6 +189,11 @@ class StyleConfig:
             offset for all bands removed: level-independent, while the balance between the bands, the
             spectral tilt of vocal effort, stays audible) or ``absolute`` (log-mel as recorded: loudness and
             spectral balance are audible; only where recordings are level-calibrated).
+        gain: ours, off in the paper: a per-clip output gain ``exp(psi_g(f_s))`` (``psi_g`` a ``Linear(M, 1)``
+            starting at zero, so the gain starts at 1) that multiplies the head's offsets, beside the slot
+            weights. The slot weights scale the memory read, and the decoder turns only part of a larger
+            read into larger motion (docs/RESULTS.md, "Style that is not the gain"); the gain scales the
+            motion itself. Trained with the style encoder (its parameter group ``style``).
     """
 
     enabled: bool = False
@@ -200,6 +205,7 @@ class StyleConfig:
     embed: int = 256
     scale: str = "paper"
     level: str = "normalized"
+    gain: bool = False
 
     def validate(self) -> None:
         if self.level not in STYLE_LEVELS:

@@ -124,7 +124,8 @@ class MotionDecoder(nn.Module):
     def vertices(
         self, x: torch.Tensor, templates: torch.Tensor, scale: torch.Tensor | float = 1.0
     ) -> torch.Tensor:
-        """The head: ``(B, T, D)`` features -> ``(B, T, V, 3)`` = template + ``scale`` * offsets."""
+        """The head: ``(B, T, D)`` features -> ``(B, T, V, 3)`` = template + ``scale`` * offsets (``scale`` a
+        number, a 0-d tensor or one per sample ``(B,)``)."""
         b, t, _ = x.shape
         # head(x) + template as a matrix product plus ONE in-place broadcast add of (bias + template): the
         # (B, T, V*3) output is the largest tensor of a long clip, and nn.Linear would first fill it with the
@@ -132,7 +133,14 @@ class MotionDecoder(nn.Module):
         # does not need its output.
         # Vertices stay float32 under bf16 autocast (bf16 would round 0.1 m coordinates to ~0.4 mm).
         # The scale multiplies x (B, T, D), not the (B, T, 3V) output: the same product, far less memory traffic.
-        out = torch.matmul(x * scale, self.head.weight.t()).float()  # (B, T, 3V)
-        shift = (self.head.bias.float() * scale).unsqueeze(0) + templates.reshape(b, -1).float()  # (B, 3V)
+        s = torch.as_tensor(scale, device=x.device, dtype=torch.float32)
+        per_sample = s.dim() > 0
+        if per_sample and s.shape != (b,):
+            raise ValueError(f"scale must be a number or one per sample ({b},), got shape {tuple(s.shape)}")
+        out = torch.matmul(
+            x * (s.view(b, 1, 1).to(x.dtype) if per_sample else s), self.head.weight.t()
+        ).float()
+        shift = self.head.bias.float() * (s.view(b, 1) if per_sample else s)  # (3V,) or (B, 3V)
+        shift = shift + templates.reshape(b, -1).float()  # (B, 3V)
         out.add_(shift.unsqueeze(1))
         return out.view(b, t, self.num_vertices, 3)

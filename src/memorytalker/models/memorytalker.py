@@ -63,6 +63,7 @@ class MemoryTalkerOutput:
         value_read: ``(B, T, D)`` memory read by the value route.
         teacher_vertices: ``(B, T, V, 3)`` teacher-forced pass (decoder fed ``f_m``).
         style_logits: ``(B, M)`` ``f_s``; style_weights: ``(B, M)`` per-sample slot weights.
+        style_gain: ``(B,)`` per-sample output gain (``model.style.gain``; None when off).
         style_anchor / style_positive / style_negative: ``(B, M)`` triplet embeddings ``g(f_s)``.
     """
 
@@ -77,6 +78,7 @@ class MemoryTalkerOutput:
     teacher_vertices: torch.Tensor | None = None
     style_logits: torch.Tensor | None = None
     style_weights: torch.Tensor | None = None
+    style_gain: torch.Tensor | None = None
     style_anchor: torch.Tensor | None = None
     style_positive: torch.Tensor | None = None
     style_negative: torch.Tensor | None = None
@@ -148,6 +150,12 @@ class MemoryTalker(SpeechToFace):
             raise ConfigError("this model has no style encoder (model.style.enabled is false)")
         return self.style.logits(audio.float(), audio_lengths.to(audio.device))
 
+    def output_scale(self, style_logits: torch.Tensor | None) -> torch.Tensor:
+        """The head's output unit: ``motion_scale``, times the per-sample style gain ``(B,)`` when
+        ``model.style.gain`` is on (``style_logits`` ``(B, M)``; None without a style encoder)."""
+        gain = None if style_logits is None or self.style is None else self.style.gain(style_logits)
+        return self.motion_scale if gain is None else self.motion_scale * gain
+
     def _decode(
         self,
         audio: torch.Tensor,
@@ -167,20 +175,20 @@ class MemoryTalker(SpeechToFace):
         l_frame = self.frame_logits(logits, num_frames)  # (B, T, M)
         f_frame = f_txt if r == 1 else self.text_proj(l_frame)
         out: dict[str, Any] = {"frame_mask": valid, "ctc_logits": logits, "ctc_lengths": frame_lengths * r}
-        style_weights = None
+        style_weights, f_s = None, None
         if self.style is not None:
             f_s = self.style.logits(audio.float(), audio_lengths)
             style_weights = self.style.weights(f_s)
             out.update(style_logits=f_s, style_weights=style_weights, style_anchor=self.style.embed(f_s))
+            out["style_gain"] = self.style.gain(f_s)
+        scale = self.output_scale(f_s)
         if self.memory is None:
-            out["vertices"] = self.decoder(f_frame, f_txt, valid, templates, self.motion_scale)
+            out["vertices"] = self.decoder(f_frame, f_txt, valid, templates, scale)
             return out
         key = self.memory.key_address(l_frame)  # (B, T, M)
         key_read = self.memory.key_read(key, style_weights)  # (B, T, D)
         out["key_address"] = key
-        out["vertices"] = self.decoder(
-            torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates, self.motion_scale
-        )
+        out["vertices"] = self.decoder(torch.cat([f_frame, key_read], dim=-1), f_txt, valid, templates, scale)
         if vertices is not None:
             # E_m(m (v - tau) / s) with the frame mask m and the unit s applied to E_m's (B, T, D) product
             # instead of its (B, T, 3V) input: the same values, two fewer passes over the largest tensor
@@ -192,7 +200,7 @@ class MemoryTalker(SpeechToFace):
             out.update(motion_feat=f_m, value_address=value, value_read=self.memory.value_read(value))
             if teacher_forcing:
                 out["teacher_vertices"] = self.decoder(
-                    torch.cat([f_frame, f_m], dim=-1), f_txt, valid, templates, self.motion_scale
+                    torch.cat([f_frame, f_m], dim=-1), f_txt, valid, templates, scale
                 )
         return out
 

@@ -2,7 +2,8 @@
 
 ``f_s = psi'(E_s(mel)) in R^M``; weights ``w = sigmoid(f_s) * psi_1(f_s)`` (``paper``; ``psi_1`` is a
 bias-free ``Linear(M, 1)``, so the scale may be negative) or ``sigmoid(f_s) * softplus(psi_1(f_s))``
-(``softplus``); triplet embeddings ``g(f_s)`` with ``g = MLP(M, M)``.
+(``softplus``); triplet embeddings ``g(f_s)`` with ``g = MLP(M, M)``; with ``gain`` on (ours), a per-clip
+output gain ``exp(psi_g(f_s))`` that multiplies the predicted offsets.
 
 ``E_s`` is a masked residual conv stack (every second block strided by 2) with masked mean+std pooling over
 the whole clip: padding never changes a clip's weights, and the weights are per sample (the authors' code
@@ -88,6 +89,7 @@ class StyleEncoder(nn.Module):
         self.to_slots = nn.Linear(cfg.embed, slots)  # psi' (-> M)
         self.scale = nn.Linear(slots, 1, bias=False)  # psi_{-> 1}
         self.triplet_head = nn.Sequential(nn.Linear(slots, slots), nn.ReLU(), nn.Linear(slots, slots))  # g
+        self.gain_head = nn.Linear(slots, 1) if cfg.gain else None  # psi_g
         self.reset_to_identity()
 
     @torch.no_grad()
@@ -106,6 +108,9 @@ class StyleEncoder(nn.Module):
         if self.cfg.scale == "softplus":
             target = torch.log(torch.expm1(target))  # softplus^-1
         nn.init.constant_(self.scale.weight, float(target) / (slots * b))
+        if self.gain_head is not None:  # log-gain 0: the offsets as stage 1 predicts them
+            nn.init.zeros_(self.gain_head.weight)
+            nn.init.zeros_(self.gain_head.bias)
 
     def logits(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> torch.Tensor:
         """``f_s`` ``(B, M)`` of raw audio ``(B, S)`` (whole clip, masked pooling).
@@ -155,6 +160,13 @@ class StyleEncoder(nn.Module):
         if self.cfg.scale == "softplus":
             scale = F.softplus(scale)
         return torch.sigmoid(style_logits) * scale
+
+    def gain(self, style_logits: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample output gain ``(B,)`` = ``exp(psi_g(f_s))`` from ``f_s`` ``(B, M)``; None when
+        ``gain`` is off."""
+        if self.gain_head is None:
+            return None
+        return torch.exp(self.gain_head(style_logits.float())).squeeze(-1)
 
     def embed(self, style_logits: torch.Tensor) -> torch.Tensor:
         """Triplet embedding ``g(f_s)`` ``(B, M)``."""

@@ -251,6 +251,7 @@ class WindowedPrediction:
         self.windowed = memorytalker and dec.window > 0 and self.frames > self.window_frames
         self._text = None
         self._style_weights = None
+        self._scale = model.motion_scale
 
     def _raw(self, s0: int, s1: int) -> torch.Tensor:
         return self.audio[s0:s1]
@@ -266,6 +267,7 @@ class WindowedPrediction:
         if m.style is not None:
             f_s = style_logits(m.style, self._raw, self._normalised, n)
             self._style_weights = m.style.weights(f_s)
+            self._scale = m.output_scale(f_s)
         r = m.text_rate
         if isinstance(m.backbone, CompactEncoder):
             self._text = _CompactText(m.backbone, self._normalised, n, r * self.frames)
@@ -294,7 +296,7 @@ class WindowedPrediction:
             key_read = m.memory.key_read(m.memory.key_address(l_frame), self._style_weights)
             fused = torch.cat([f_frame, key_read], dim=-1)
         x = m.decoder.hidden(fused, f_txt, valid, start=d0)[:, t0 - d0 : t1 - d0]
-        return m.decoder.vertices(x, self.template[None], m.motion_scale)[0]
+        return m.decoder.vertices(x, self.template[None], self._scale)[0]
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
         m = self.model
