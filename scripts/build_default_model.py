@@ -71,6 +71,7 @@ def build_checkpoint(src: Path, dst: Path, report: Path | None, max_mb: float) -
         monitor=ckpt.get("monitor"),
         trainable_groups=ckpt.get("trainable_groups") or (),
         provenance=provenance,
+        arkit_calibration=ckpt.get("arkit_calibration"),  # the ARKit head (memorytalker calibrate-arkit)
         # a frozen pretrained backbone (Whisper from an installed wheel) is read from its source at load time
         external_backbone=bool(external_state_keys(model)),
     )

