@@ -142,12 +142,15 @@ class Animator:
     ) -> None:
         from memorytalker.device import resolve_device
         from memorytalker.errors import ConfigError
-        from memorytalker.models.loaders import load_model
+        from memorytalker.models.loaders import load_model, read_checkpoint
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.checkpoint = path
         self.device = resolve_device(device)
-        self.model, self.topology, self.config = load_model(path, self.device)
+        ckpt = read_checkpoint(path)
+        self.model, self.topology, self.config = load_model(path, self.device, checkpoint=ckpt)
+        self._arkit_state = ckpt.get("arkit_calibration")  # the ARKit head, if any (arkit_calibration)
+        del ckpt
         self.model.eval()
         if condition is not None:
             if not getattr(self.model, "num_conditions", 0):
@@ -213,12 +216,10 @@ class Animator:
         """The checkpoint's ARKit head over the solved weights (``memorytalker calibrate-arkit``;
         :mod:`memorytalker.face.calibrate`), None when it has none or the topology is not the face."""
         from memorytalker.face.calibrate import ArkitCalibration
-        from memorytalker.models.loaders import read_checkpoint
 
-        if self.face is None:
+        if self.face is None or self._arkit_state is None:
             return None
-        state = read_checkpoint(self.checkpoint).get("arkit_calibration")
-        return None if state is None else ArkitCalibration.from_state(state, str(self.checkpoint))
+        return ArkitCalibration.from_state(self._arkit_state, str(self.checkpoint))
 
     def arkit_weights(self, solved: np.ndarray) -> np.ndarray:
         """The ARKit weights written out for a whole clip: its ``(T, 52)`` solved weights through the

@@ -176,9 +176,11 @@ def load_state_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
 
 
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", checkpoint: Mapping | None = None
 ) -> tuple[TalkingFaceModel, FaceTopology, ModelConfig]:
     """Rebuild the model of a checkpoint and load its weights strictly (eval mode, on ``device``).
+    ``checkpoint``: the file's contents when the caller has already read them (:func:`read_checkpoint`);
+    ``path`` then only names it in messages.
 
     Returns:
         ``(model, topology, model_config)``.
@@ -186,7 +188,7 @@ def load_model(
     Raises:
         CheckpointError: unreadable file, or missing / unexpected / mis-shaped keys (named in the message).
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if checkpoint is None else checkpoint
     topology = topology_from_state(ckpt["topology"])
     cfg = model_config_from_checkpoint(ckpt, str(path))
     external = ckpt.get("external_weights")
