@@ -150,10 +150,9 @@ class MemoryTalker(SpeechToFace):
             raise ConfigError("this model has no style encoder (model.style.enabled is false)")
         return self.style.logits(audio.float(), audio_lengths.to(audio.device))
 
-    def output_scale(self, style_logits: torch.Tensor | None) -> torch.Tensor:
-        """The head's output unit: ``motion_scale``, times the per-sample style gain ``(B,)`` when
-        ``model.style.gain`` is on (``style_logits`` ``(B, M)``; None without a style encoder)."""
-        gain = None if style_logits is None or self.style is None else self.style.gain(style_logits)
+    def output_scale(self, gain: torch.Tensor | None) -> torch.Tensor:
+        """The head's output unit: ``motion_scale``, times the per-sample style gain ``(B,)``
+        (:meth:`StyleEncoder.gain`; None when ``model.style.gain`` is off or there is no style encoder)."""
         return self.motion_scale if gain is None else self.motion_scale * gain
 
     def _decode(
@@ -175,13 +174,13 @@ class MemoryTalker(SpeechToFace):
         l_frame = self.frame_logits(logits, num_frames)  # (B, T, M)
         f_frame = f_txt if r == 1 else self.text_proj(l_frame)
         out: dict[str, Any] = {"frame_mask": valid, "ctc_logits": logits, "ctc_lengths": frame_lengths * r}
-        style_weights, f_s = None, None
+        style_weights = None
         if self.style is not None:
             f_s = self.style.logits(audio.float(), audio_lengths)
             style_weights = self.style.weights(f_s)
             out.update(style_logits=f_s, style_weights=style_weights, style_anchor=self.style.embed(f_s))
             out["style_gain"] = self.style.gain(f_s)
-        scale = self.output_scale(f_s)
+        scale = self.output_scale(out.get("style_gain"))
         if self.memory is None:
             out["vertices"] = self.decoder(f_frame, f_txt, valid, templates, scale)
             return out

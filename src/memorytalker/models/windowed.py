@@ -267,7 +267,7 @@ class WindowedPrediction:
         if m.style is not None:
             f_s = style_logits(m.style, self._raw, self._normalised, n)
             self._style_weights = m.style.weights(f_s)
-            self._scale = m.output_scale(f_s)
+            self._scale = m.output_scale(m.style.gain(f_s))
         r = m.text_rate
         if isinstance(m.backbone, CompactEncoder):
             self._text = _CompactText(m.backbone, self._normalised, n, r * self.frames)
