@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_export import _load, _read
 
 from memorytalker.errors import CheckpointError, ConfigError
 from memorytalker.face.arkit import ARKIT_NAMES, NUM_ARKIT
@@ -101,12 +102,13 @@ def test_state_round_trip_through_a_weights_only_file(tmp_path):
 
 
 def test_pipeline_writes_the_heads_weights(tmp_path):
-    """The embedded model with a head added (a one-frame delay plus a bias on jawOpen): the .csv holds the
-    head applied to the weights solved from the written vertices, not the solve itself."""
+    """The embedded model with its head replaced (a one-frame delay plus a bias on jawOpen): the .csv holds the
+    head applied to the weights solved from the written vertices, not the solve itself, and the .glb animates
+    its morph targets with them; without a head the solve's own weights are written."""
     from memorytalker.face.livelink import read_live_link_csv
     from memorytalker.face.solve import ArkitSolver
     from memorytalker.inference import Animator, default_checkpoint, example_audio
-    from memorytalker.models.loaders import add_arkit_calibration
+    from memorytalker.models.loaders import add_arkit_calibration, atomic_save, read_checkpoint
     from memorytalker.pipeline import OutputOptions, animate_to_files
 
     m = np.zeros((3 * NUM_ARKIT + 1, NUM_ARKIT))
@@ -119,15 +121,23 @@ def test_pipeline_writes_the_heads_weights(tmp_path):
     wav = tmp_path / "clip.wav"
     shutil.copy(example_audio(), wav)
     out = tmp_path / "out"
-    animate_to_files(
-        animator, wav, out, "clip", options=OutputOptions(video=False, glb=False, progress=False)
-    )
+    animate_to_files(animator, wav, out, "clip", options=OutputOptions(video=False, progress=False))
     vertices = np.load(out / "clip.npy")
     solved = ArkitSolver(animator.face).solve(vertices, animator.topology.vertices)
     weights = read_live_link_csv(out / "clip.csv").weights
     np.testing.assert_allclose(weights, head.apply(solved), atol=2e-3)  # the CSV's decimals
     assert np.abs(weights - solved).max() > 0.05
-    # the embedded model as shipped writes the solve's own weights when it has no head
-    plain = Animator(default_checkpoint(), device="cpu")
-    if plain.arkit_calibration is None:
-        np.testing.assert_array_equal(plain.arkit_weights(solved), solved.astype(np.float32))
+    # the .glb animates its ARKit morph targets with the same (head's) weights
+    gl = _load(out / "clip.glb")
+    names = gl.meshes[0].extras["targetNames"]
+    channel = next(c for c in gl.animations[0].channels if c.target.path == "weights")
+    track = _read(gl, gl.animations[0].samplers[channel.sampler].output).reshape(len(weights), len(names))
+    jaw = ARKIT_NAMES.index("jawOpen")
+    np.testing.assert_allclose(track[:, names.index("jawOpen")], head.apply(solved)[:, jaw], atol=1e-5)
+    # a checkpoint without a head writes the solve's own weights
+    state = read_checkpoint(ckpt)
+    del state["arkit_calibration"]
+    plain_path = atomic_save(state, tmp_path / "no_head.pt")
+    plain = Animator(plain_path, device="cpu")
+    assert plain.arkit_calibration is None
+    np.testing.assert_array_equal(plain.arkit_weights(solved), solved.astype(np.float32))

@@ -265,6 +265,7 @@ def animate_to_files(
 
     try:
         face = getattr(animator, "face", None)
+        solved: np.ndarray | None = None  # (T, 52) ARKit weights solved from the vertices (on the face)
         npy = out / f"{name}.npy"
         if hasattr(animator, "windows"):  # windows straight into the .npy on disk: memory flat in length
             arkit: list[np.ndarray] = []
@@ -279,16 +280,19 @@ def animate_to_files(
                 vertices = np.load(npy, mmap_mode="r")  # other topologies' glTF needs the whole array
             else:
                 vertices = NpyFrames(npy)  # the face's frames, read back one by one
-                result.arkit = animator.arkit_weights(np.concatenate(arkit))
+                solved = np.concatenate(arkit)
         else:
             vertices = check_vertices(animator.animate(wave, sample_rate=SAMPLE_RATE, template=tpl), num_v)
             done(_save_npy(npy, vertices))
             if face is not None:
-                result.arkit = animator.arkit_weights(animator.arkit_solver.solve(vertices, tpl))
+                solved = animator.arkit_solver.solve(vertices, tpl)
         result.frames = int(vertices.shape[0])
         scene = None
         if face is not None:
-            scene = FaceScene(face, vertices, result.arkit, face_neutral(face, tpl, animator.topology))
+            # the written weights (.csv, .glb) go through the model's ARKit head when it has one; the video's
+            # mouth interior and eyes follow the solved weights, which match its skin (the predicted vertices)
+            result.arkit = animator.arkit_weights(solved)
+            scene = FaceScene(face, vertices, solved, face_neutral(face, tpl, animator.topology))
         if scene is not None and opts.csv:
             from memorytalker.face.livelink import write_live_link_csv
 
@@ -302,7 +306,7 @@ def animate_to_files(
                 ref = out / f"{name}.wav"
                 write_wav(ref, wave)
                 done(ref)
-            done(_export_glb(scene, vertices, faces, fps, out / f"{name}.glb", ref))
+            done(_export_glb(scene, result.arkit, vertices, faces, fps, out / f"{name}.glb", ref))
         if opts.video:
             on_step("rendering")
             from memorytalker.render import render_video
@@ -364,12 +368,20 @@ def face_neutral(face: Any, template: np.ndarray, topology: Any) -> np.ndarray:
 
 
 def _export_glb(
-    scene: FaceScene | None, vertices: np.ndarray, faces: np.ndarray, fps: float, path: Path, audio
+    scene: FaceScene | None,
+    weights: np.ndarray | None,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    fps: float,
+    path: Path,
+    audio,
 ) -> Path:
+    """The .glb: on the face, every part animated by the ARKit ``weights`` ``(T, 52)`` (the .csv's) as
+    morph targets; otherwise the vertices as PCA morph targets."""
     if scene is None:
         from memorytalker.render import export_glb
 
         return export_glb(vertices, faces, fps, path, audio_path=audio)
     from memorytalker.render.export import export_face_glb
 
-    return export_face_glb(scene.face, scene.weights, fps, path, neutral=scene.neutral, audio_path=audio)
+    return export_face_glb(scene.face, weights, fps, path, neutral=scene.neutral, audio_path=audio)
