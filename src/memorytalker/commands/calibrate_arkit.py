@@ -11,7 +11,7 @@ DESCRIPTION = (
     "ARKit weights), solve the weights from each prediction, and fit a temporal linear head from the solved "
     "weights of a few frames to the true ones (ridge regression; the ridge chosen on the validation split). "
     "OUT.pt is CHECKPOINT with the head added; animate, serve and the web page then write its weights to the "
-    ".csv and the .glb. See docs/FACE.md."
+    ".csv and the .glb. See docs/RENDERING.md."
 )
 
 

@@ -12,7 +12,7 @@ each frame (``k`` = ``context``, edge-padded at a clip's ends) to that frame's 5
 fitted by ridge regression on the training split's predictions, with the ridge chosen on the validation split
 (:func:`fit_calibration`; ``memorytalker calibrate-arkit`` runs it and stores the head in the checkpoint).
 The head sees only solved weights, so it serves every model kind that animates the face, and any identity
-(the ARKit basis is identity-independent). docs/FACE.md gives the measurements.
+(the ARKit basis is identity-independent). docs/RENDERING.md describes it, docs/RESULTS.md measures it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from memorytalker.face.arkit import ARKIT_NAMES, NUM_ARKIT
 
 #: Format tag of a calibration stored in a checkpoint (``checkpoint["arkit_calibration"]``).
 CALIBRATION_FORMAT = "memorytalker-arkit-calibration/1"
-#: Frames each side the head sees by default (docs/FACE.md: +-2 frames at 30 fps, against 0, 1 and 4).
+#: Frames each side the head sees by default (docs/RESULTS.md: +-2 frames at 30 fps, against 0, 1 and 4).
 DEFAULT_CONTEXT = 2
 #: Ridge weights tried, relative to the mean diagonal of the features' Gram matrix.
 RIDGE_GRID = (1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
