@@ -24,6 +24,9 @@ def test_stack_context_by_hand():
     # columns 0, 52, 104 are weight 0 at t-1, t, t+1 (edges repeat the first / last frame)
     np.testing.assert_array_equal(x[:, [0, NUM_ARKIT, 2 * NUM_ARKIT]], [[1, 1, 2], [1, 2, 3], [2, 3, 3]])
     np.testing.assert_array_equal(stack_context(w, 0), w)
+    assert stack_context(np.zeros((0, NUM_ARKIT)), 2).shape == (0, 5 * NUM_ARKIT)
+    one = stack_context(w[:1], 2)  # a one-frame clip: every neighbour is that frame
+    np.testing.assert_array_equal(one.reshape(5, NUM_ARKIT), np.repeat(w[:1], 5, 0))
     with pytest.raises(ValueError, match="52"):
         stack_context(np.zeros((3, 51)), 1)
 

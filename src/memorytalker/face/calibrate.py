@@ -56,8 +56,10 @@ def stack_context(weights: np.ndarray, context: int) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != NUM_ARKIT:
         raise ValueError(f"ARKit weights must be (T, {NUM_ARKIT}), got shape {w.shape}")
-    if context == 0 or len(w) == 0:
+    if context == 0:
         return w
+    if len(w) == 0:
+        return np.zeros((0, (2 * context + 1) * NUM_ARKIT))
     padded = np.concatenate([np.repeat(w[:1], context, 0), w, np.repeat(w[-1:], context, 0)])
     return np.concatenate([padded[i : i + len(w)] for i in range(2 * context + 1)], axis=1)
 
