@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     per_clip = {k: {n: [] for n in REPORTED_WEIGHTS} for k in kinds}
     lips = {k: [] for k in (*kinds, "ceiling")}
     solve_s, frames = 0.0, 0
-    for clip in solved_clips(animator, index, args.split):
-        t0 = time.perf_counter()
-        solver.solve(clip.prediction, clip.template)  # timed alone (solved_clips also solved it)
-        solve_s += time.perf_counter() - t0
+    for clip in solved_clips(animator, index, args.split, progress=True):
+        solve_s += clip.solve_seconds
         frames += len(clip.prediction)
         clip_w = {"solved": clip.solved}
         if head is not None:

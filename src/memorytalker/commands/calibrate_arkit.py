@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-clips", type=int, default=None, help="use only the first N clips of each split"
     )
     add_device_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,12 +45,11 @@ def main(args: argparse.Namespace) -> int:
     from memorytalker.data import load_dataset
     from memorytalker.errors import ConfigError
     from memorytalker.evaluation.arkit import solved_clips
-    from memorytalker.face.calibrate import REPORTED_WEIGHTS, fit_calibration
+    from memorytalker.face.calibrate import REPORTED_WEIGHTS, check_context, fit_calibration
     from memorytalker.inference import Animator
     from memorytalker.models.loaders import add_arkit_calibration
 
-    if args.context < 0:
-        raise ConfigError(f"--context must be >= 0 frames, got {args.context}")
+    check_context(args.context)  # before minutes of animating, not after
     if args.train_split == args.val_split:
         raise ConfigError(
             f"--train-split and --val-split are both {args.train_split!r}: the ridge would be chosen on the fitting data"
@@ -58,8 +58,8 @@ def main(args: argparse.Namespace) -> int:
     animator = Animator(args.checkpoint, device=args.device)
     pairs = {}
     for split in (args.train_split, args.val_split):
-        print(f"animating and solving split {split!r} ...", flush=True)
-        pairs[split] = [(c.solved, c.truth) for c in solved_clips(animator, index, split, args.max_clips)]
+        clips = solved_clips(animator, index, split, args.max_clips, progress=not args.no_progress)
+        pairs[split] = [(c.solved, c.truth) for c in clips]
     calibration = fit_calibration(pairs[args.train_split], pairs[args.val_split], args.context)
     calibration.fitted.update(
         data=str(Path(args.data)), train_split=args.train_split, val_split=args.val_split

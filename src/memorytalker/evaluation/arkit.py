@@ -7,7 +7,8 @@ scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,13 +20,15 @@ from memorytalker.errors import DatasetError, TopologyError
 @dataclass
 class SolvedClip:
     """One clip: its id, the prediction ``(T, V, 3)``, the template ``(V, 3)``, the weights solved from
-    the prediction and the ground truth (both ``(T, 52)``, cut to the shorter of the two)."""
+    the prediction and the ground truth (both ``(T, 52)``, cut to the shorter of the two), and the seconds
+    the solve took."""
 
     clip_id: str
     prediction: np.ndarray
     template: np.ndarray
     solved: np.ndarray
     truth: np.ndarray
+    solve_seconds: float
 
 
 def solved_clips(
@@ -33,9 +36,10 @@ def solved_clips(
     index,
     split: str,
     max_clips: int | None = None,
-    on_clip: Callable[[int, int], None] | None = None,
+    progress: bool = False,
 ) -> Iterator[SolvedClip]:
-    """Animate and solve the clips of ``split`` (the first ``max_clips``) of a dataset ``index``.
+    """Animate and solve the clips of ``split`` (the first ``max_clips``) of a dataset ``index``, with a
+    tqdm progress bar when ``progress``.
 
     Raises:
         TopologyError: the model does not animate the project's face (no ARKit basis).
@@ -50,7 +54,9 @@ def solved_clips(
     clips = list(index.clips(split))[:max_clips]
     if not clips:
         raise DatasetError(f"{index.root}: split {split!r} has no clips")
-    for i, clip in enumerate(clips):
+    from tqdm.auto import tqdm
+
+    for clip in tqdm(clips, desc=f"animate and solve {split}", disable=not progress, dynamic_ncols=True):
         truth = index.load_arkit(clip)
         if truth is None:
             raise DatasetError(
@@ -60,6 +66,6 @@ def solved_clips(
         tpl = index.template(clip.subject)
         pred = animator.animate(index.load_audio(clip), sample_rate=SAMPLE_RATE, template=tpl)
         n = min(len(pred), len(truth))
-        yield SolvedClip(clip.clip_id, pred[:n], tpl, solver.solve(pred[:n], tpl), np.asarray(truth[:n]))
-        if on_clip is not None:
-            on_clip(i + 1, len(clips))
+        t0 = time.perf_counter()
+        solved = solver.solve(pred[:n], tpl)
+        yield SolvedClip(clip.clip_id, pred[:n], tpl, solved, np.asarray(truth[:n]), time.perf_counter() - t0)

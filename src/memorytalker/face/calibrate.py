@@ -50,6 +50,12 @@ REPORTED_WEIGHTS = (
 )
 
 
+def check_context(context: int) -> None:
+    """A :class:`ConfigError` unless ``context`` (frames each side) is >= 0."""
+    if context < 0:
+        raise ConfigError(f"ARKit calibration: context must be >= 0 frames, got {context}")
+
+
 def stack_context(weights: np.ndarray, context: int) -> np.ndarray:
     """``(T, 52)`` -> ``(T, (2 context + 1) 52)``: each frame's weights and those of ``context`` frames
     either side (frames before the first and after the last repeat them), oldest first."""
@@ -172,8 +178,7 @@ def fit_calibration(
         ConfigError: no clips, a negative context, or a head that is no better than the solve on
             validation (nothing is fitted then).
     """
-    if context < 0:
-        raise ConfigError(f"ARKit calibration: context must be >= 0 frames, got {context}")
+    check_context(context)
     if not train or not val:
         raise ConfigError(
             f"ARKit calibration needs training and validation clips (got {len(train)} and {len(val)})"
@@ -227,6 +232,7 @@ __all__ = [
     "REPORTED_WEIGHTS",
     "RIDGE_GRID",
     "ArkitCalibration",
+    "check_context",
     "fit_calibration",
     "pearson",
     "stack_context",
