@@ -25,15 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = Path(__file__).with_name("real_transcripts.json")
 
 
+#: The issue's test conditions (memorytalker.data.augment.RecordingCondition), each drawn from generator seed 0.
+CONDITIONS = {
+    "as recorded": None,
+    "white noise 15 dB SNR": dict(snr_db=15.0),
+    "small room RT60 0.3 s": dict(rt60=0.3),
+    "12 dB quieter": dict(gain_db=-12.0),
+}
+
+
 def conditions(wave: np.ndarray) -> dict[str, np.ndarray]:
     """The recording as recorded and in the issue's test conditions (seeded, memorytalker.data.augment)."""
-    from memorytalker.data.augment import add_noise, reverberate, synthetic_rir
+    from memorytalker.data.augment import RecordingCondition
 
     return {
-        "as recorded": wave,
-        "white noise 15 dB SNR": add_noise(wave, 15.0, np.random.default_rng(0), "white"),
-        "small room RT60 0.3 s": reverberate(wave, synthetic_rir(0.3, np.random.default_rng(0))),
-        "12 dB quieter": (wave * 10 ** (-12 / 20)).astype(np.float32),
+        name: wave if kw is None else RecordingCondition(**kw).apply(wave, np.random.default_rng(0))
+        for name, kw in CONDITIONS.items()
     }
 
 

@@ -63,6 +63,44 @@ def test_evaluate_command_writes_report_predictions_and_plot(trained, tmp_path, 
     assert len(lo["clips"]) == 3
 
 
+def test_evaluate_under_a_recording_condition(trained, tmp_path, capsys):
+    """--noise-snr / --rt60 / --gain-db: the clips are heard under the condition (seeded per clip, so two runs
+    agree), the report names it, and the scores differ from the clean ones."""
+    data, ckpt = trained
+    runs = {}
+    for name, extra in {"clean": [], "noisy": ["--noise-snr", "5", "--rt60", "0.4"], "again": None}.items():
+        extra = runs["noisy_args"] if extra is None else extra
+        runs["noisy_args"] = extra
+        out = tmp_path / f"{name}.json"
+        args = [
+            "evaluate",
+            "-c",
+            str(ckpt),
+            "-d",
+            str(data),
+            "--out",
+            str(out),
+            "--plot-clips",
+            "0",
+            "--no-progress",
+        ]
+        assert cli_main(args + extra) == 0
+        runs[name] = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "recording condition: room RT60 0.4 s, white noise 5 dB SNR" in printed
+    assert "recording" not in runs["clean"]
+    rec = runs["noisy"]["recording"]
+    assert (
+        rec["condition"] == "room RT60 0.4 s, white noise 5 dB SNR"
+        and rec["snr_db"] == 5.0
+        and rec["rt60"] == 0.4
+    )
+    assert runs["noisy"]["pooled"] == runs["again"]["pooled"]
+    assert runs["noisy"]["pooled"]["lve"] != runs["clean"]["pooled"]["lve"]
+    assert cli_main(["evaluate", "-c", str(ckpt), "-d", str(data), "--rt60", "-1", "--no-progress"]) != 0
+    assert "RT60 must be positive" in capsys.readouterr().err
+
+
 def test_evaluate_errors(trained, tmp_path, capsys):
     data, ckpt = trained
     assert cli_main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "nope",

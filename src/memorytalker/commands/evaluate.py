@@ -1,4 +1,5 @@
-"""``memorytalker evaluate --checkpoint CKPT --data DIR --split test --out report.json [--pred-dir DIR]``."""
+"""``memorytalker evaluate --checkpoint CKPT --data DIR --split test --out report.json [--pred-dir DIR]
+[--noise-snr DB] [--rt60 S] [--gain-db DB]``."""
 
 from __future__ import annotations
 
@@ -33,14 +34,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "published protocol), under the model's default condition ('default'; UniTalker's common identity), "
         "under the kind's published protocol ('auto', the default), or under one named condition",
     )
+    rec = parser.add_argument_group(
+        "recording condition",
+        "score the clips as heard in a room, in noise or at another level (seeded per clip)",
+    )
+    rec.add_argument("--noise-snr", type=float, default=None, metavar="DB", help="add noise at DB dB SNR")
+    rec.add_argument("--noise", default="white", choices=["white", "pink", "brown"], help="its colour")
+    rec.add_argument(
+        "--rt60", type=float, default=None, metavar="S", help="a synthetic room of RT60 S seconds"
+    )
+    rec.add_argument("--gain-db", type=float, default=None, metavar="DB", help="change the level by DB dB")
     add_device_argument(parser)
     parser.add_argument("--max-clips", type=int, default=None, help="score only the first N clips")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
+    from memorytalker.data.augment import RecordingCondition
     from memorytalker.evaluation.report import format_report
     from memorytalker.evaluation.scoring import evaluate_checkpoint
+
+    recording = RecordingCondition(
+        snr_db=args.noise_snr, noise=args.noise, rt60=args.rt60, gain_db=args.gain_db
+    )
 
     report = evaluate_checkpoint(
         args.checkpoint,
@@ -55,7 +71,10 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         max_clips=args.max_clips,
         conditions=args.conditions,
+        recording=recording,
     )
+    if not recording.clean:
+        print(f"recording condition: {recording.describe()}")
     print(format_report(report))
     print(
         f"report: {args.out}"

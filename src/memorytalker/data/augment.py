@@ -231,3 +231,52 @@ class Augmenter:
             y = mu_law(y)
             steps.append("mu-law 8 bit")
         return y, steps
+
+
+@dataclass(frozen=True)
+class RecordingCondition:
+    """One fixed recording condition for evaluation (``memorytalker evaluate --noise-snr/--rt60/--gain-db``,
+    ``scripts/real_speech_lipsync.py``): in a synthetic room of ``rt60`` seconds, then ``noise`` noise at
+    ``snr_db`` dB, then ``gain_db``; ``None`` skips a step. Deterministic for a given generator."""
+
+    snr_db: float | None = None
+    noise: str = "white"
+    rt60: float | None = None
+    gain_db: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_COLOURS:
+            raise ConfigError(f"noise colour must be one of {list(NOISE_COLOURS)}, got {self.noise!r}")
+        if self.rt60 is not None and not self.rt60 > 0:
+            raise ConfigError(f"a room's RT60 must be positive seconds, got {self.rt60}")
+        for name in ("snr_db", "gain_db"):
+            value = getattr(self, name)
+            if value is not None and not np.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number of dB, got {value}")
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is applied (the audio as recorded)."""
+        return self.snr_db is None and self.rt60 is None and self.gain_db is None
+
+    def describe(self) -> str:
+        """e.g. ``"room RT60 0.3 s, white noise 15 dB SNR, 12 dB quieter"`` (``"as recorded"`` when clean)."""
+        parts = []
+        if self.rt60 is not None:
+            parts.append(f"room RT60 {self.rt60:g} s")
+        if self.snr_db is not None:
+            parts.append(f"{self.noise} noise {self.snr_db:g} dB SNR")
+        if self.gain_db is not None:
+            parts.append(f"{abs(self.gain_db):g} dB {'quieter' if self.gain_db < 0 else 'louder'}")
+        return ", ".join(parts) or "as recorded"
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``x`` ``(S,)`` under this condition (the room's response and the noise drawn from ``rng``)."""
+        y = np.asarray(x, dtype=np.float32)
+        if self.rt60 is not None:
+            y = reverberate(y, synthetic_rir(self.rt60, rng))
+        if self.snr_db is not None:
+            y = add_noise(y, self.snr_db, rng, self.noise)
+        if self.gain_db is not None:
+            y = apply_gain(y, self.gain_db)
+        return y.astype(np.float32, copy=False)

@@ -13,8 +13,10 @@ vs ground-truth lip opening (:func:`memorytalker.topology.lip_opening`) over tim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from memorytalker.data.audio import FRAME_TOLERANCE
+from memorytalker.data.augment import RecordingCondition
 from memorytalker.data.layout import corpus_name
 from memorytalker.errors import DatasetError
 from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence
@@ -140,8 +143,12 @@ def predict_split(
     max_clips: int | None = None,
     conditions: str = "auto",
     condition_batch: int = 16,
+    recording: RecordingCondition | None = None,
 ) -> list[ClipPrediction]:
     """Predict every clip of ``split`` (``model.predict`` with the clip's audio and subject template).
+
+    ``recording``: put each clip's audio through this condition first (room, noise, gain), drawn from a
+    generator seeded by the clip's id, so every model hears the same noisy clips.
 
     A speaker-conditioned model predicts each clip under :func:`clip_conditions`; a clip predicted under
     several conditions gives one :class:`ClipPrediction` per condition, ``clip_id`` ``<clip>@<speaker>``
@@ -159,6 +166,8 @@ def predict_split(
     with torch.inference_mode():
         for rec in tqdm(records, desc=f"evaluate {split}", disable=not progress, dynamic_ncols=True):
             wave = index.load_audio(rec)
+            if recording is not None and not recording.clean:
+                wave = recording.apply(wave, np.random.default_rng(zlib.crc32(rec.clip_id.encode())))
             audio = torch.from_numpy(wave)[None].to(device)
             gt = index.load_vertices(rec)
             template = index.template(rec.subject)
@@ -442,6 +451,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     max_clips: int | None = None,
     conditions: str = "auto",
+    recording: RecordingCondition | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on ``split`` of dataset ``data``; write the JSON report (and PNG plot).
 
@@ -457,6 +467,8 @@ def evaluate_checkpoint(
             speakers outside its training set (:func:`clip_conditions`: ``auto``, ``all``, ``default`` or a
             condition's name). A model with several output heads scores the head of the dataset's topology;
             a model of any topology (ScanTalk) scores the dataset's topology, one it never saw included.
+        recording: score the clips as heard under this recording condition (:func:`predict_split`); the
+            report names it (``report["recording"]``).
 
     Returns:
         The report dict (also written to ``out``).
@@ -484,7 +496,14 @@ def evaluate_checkpoint(
     if conditions not in CONDITION_PROTOCOLS and getattr(model, "num_conditions", 0):
         model.condition_index(conditions)  # a clear error for a name that is not a training speaker
     clips = predict_split(
-        model, index, split, device=device, progress=progress, max_clips=max_clips, conditions=conditions
+        model,
+        index,
+        split,
+        device=device,
+        progress=progress,
+        max_clips=max_clips,
+        conditions=conditions,
+        recording=recording,
     )
     if pred_dir is not None:
         pdir = Path(pred_dir)
@@ -505,6 +524,8 @@ def evaluate_checkpoint(
             "speakers": list(model.speakers),
             "predictions": len(clips),
         }
+    if recording is not None and not recording.clean:
+        report["recording"] = {"condition": recording.describe(), **dataclasses.asdict(recording)}
     report["data"] = {
         "root": str(data),
         "split": split,
