@@ -11,6 +11,7 @@ from scipy import signal
 from memorytalker.data.augment import (
     AugmentConfig,
     Augmenter,
+    RecordingCondition,
     add_noise,
     apply_gain,
     coloured_noise,
@@ -207,6 +208,38 @@ def test_train_config_carries_augment():
         load_train_config("configs/debug.yaml", ["data.augment.p=2"])
 
 
+def test_a_stage_can_augment_alone():
+    """stages.<name>.augment merges into data.augment for that stage only (and survives a reload of the stored
+    config); a stage config that does not match data.augment is refused."""
+    import dataclasses
+
+    from memorytalker.training.config import (
+        TrainConfig,
+        config_to_dict,
+        load_train_config,
+        train_config_from_dict,
+    )
+
+    over = ["stages.animating.augment={enabled: true, snr_db: [5, 30]}", "data.augment.noise_p=0.3"]
+    two = load_train_config("configs/debug.yaml", over, stage="animating")
+    assert (
+        two.data.augment.enabled
+        and two.data.augment.snr_db == (5.0, 30.0)
+        and two.data.augment.noise_p == 0.3
+    )
+    assert train_config_from_dict(config_to_dict(two)) == two
+    one = load_train_config("configs/debug.yaml", over, stage="memorizing")
+    assert not one.data.augment.enabled and one.data.augment.snr_db == AugmentConfig().snr_db
+    with pytest.raises(ConfigError, match="snr"):
+        load_train_config("configs/debug.yaml", ["stages.animating.augment={snr: 3}"], stage="animating")
+    with pytest.raises(ConfigError, match="must map data.augment fields"):
+        load_train_config("configs/debug.yaml", ["stages.animating.augment=3"], stage="animating")
+    bad = dataclasses.replace(two, data=dataclasses.replace(two.data, augment=AugmentConfig()))
+    assert isinstance(bad, TrainConfig)
+    with pytest.raises(ConfigError, match="needs augmentation"):
+        bad.validate()
+
+
 def test_dataset_augments_audio_only(tiny_dataset):
     from memorytalker.data import load_dataset
     from memorytalker.data.dataset import TalkingFaceDataset
@@ -225,3 +258,28 @@ def test_dataset_augments_audio_only(tiny_dataset):
     assert not np.allclose(aug[0].audio.numpy(), b.audio.numpy())
     off = TalkingFaceDataset(index, "train", augment=AugmentConfig(enabled=False))
     np.testing.assert_array_equal(off[0].audio.numpy(), a.audio.numpy())
+
+
+def test_recording_condition_applies_room_noise_and_gain_in_order():
+    x = speechlike(1.5)
+    cond = RecordingCondition(snr_db=15.0, rt60=0.3, gain_db=-12.0)
+    assert cond.describe() == "room RT60 0.3 s, white noise 15 dB SNR, 12 dB quieter" and not cond.clean
+    y = cond.apply(x, np.random.default_rng(4))
+    rng = np.random.default_rng(4)
+    by_hand = apply_gain(add_noise(reverberate(x, synthetic_rir(0.3, rng)), 15.0, rng, "white"), -12.0)
+    np.testing.assert_allclose(y, by_hand, atol=1e-7)
+    np.testing.assert_array_equal(y, cond.apply(x, np.random.default_rng(4)))  # seeded
+    assert y.dtype == np.float32 and y.shape == x.shape
+    clean = RecordingCondition()
+    assert clean.clean and clean.describe() == "as recorded"
+    np.testing.assert_array_equal(clean.apply(x, np.random.default_rng(0)), x)
+    assert RecordingCondition(gain_db=6.0).describe() == "6 dB louder"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"noise": "blue"}, "noise colour"), ({"rt60": 0.0}, "RT60"), ({"snr_db": float("nan")}, "snr_db")],
+)
+def test_recording_condition_refuses_bad_values(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        RecordingCondition(**kwargs)

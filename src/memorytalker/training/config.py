@@ -146,6 +146,10 @@ class StageConfig:
             initialisation; stage 2 excludes ``style``, which stage 1 does not have).
         model: what this stage needs of the model, a nested mapping of ``ModelConfig`` fields
             (``{"style": {"enabled": true}}``), merged into the run's ``model`` section.
+        augment: what this stage changes of the training audio's augmentation, a mapping of
+            ``AugmentConfig`` fields (``{"enabled": true, "snr_db": [5, 30]}``) merged into ``data.augment``
+            (e.g. stage 2 alone augmented, so the style encoder learns to hear through rooms and noise while
+            stage 1 memorises clean speech; docs/TRAINING.md, "Augmentation").
         triplets: draw a positive and a negative clip per sample (needed by the style loss).
         normalize_speakers: train on every speaker moved at one amplitude: each clip's motion about its
             template divided by its speaker's lip RMS over the median training speaker's
@@ -164,6 +168,7 @@ class StageConfig:
     init_from: str | None = None
     init_exclude: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=lambda: {"style": {"enabled": False}})
+    augment: dict[str, Any] = field(default_factory=dict)
     triplets: bool = False
     normalize_speakers: bool = False
 
@@ -560,6 +565,11 @@ class TrainConfig:
                 f"stage {self.stage!r} needs model settings {self.current.model} that the model section lacks; "
                 "build configs with load_train_config / train_config_from_dict"
             )
+        if deep_merge(to_dict(self.data.augment), self.current.augment) != to_dict(self.data.augment):
+            raise ConfigError(
+                f"stage {self.stage!r} needs augmentation {self.current.augment} that data.augment lacks; "
+                "build configs with load_train_config / train_config_from_dict"
+            )
 
     # ------------------------------------------------------------------ resolved paths
     @property
@@ -625,6 +635,15 @@ def train_config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         if not isinstance(merged.get("model"), Mapping):
             raise ConfigError(f"model must be a mapping, got {merged.get('model')!r}")
         merged["model"] = deep_merge(merged["model"], current["model"])
+    if isinstance(current, Mapping) and current.get("augment"):
+        if not isinstance(current["augment"], Mapping):
+            raise ConfigError(
+                f"stages.{merged['stage']}.augment must map data.augment fields to values, got {current['augment']!r}"
+            )
+        data = merged.get("data")
+        if not isinstance(data, Mapping) or not isinstance(data.get("augment"), Mapping):
+            raise ConfigError(f"data.augment must be a mapping, got {data!r}")
+        merged["data"] = {**data, "augment": deep_merge(data["augment"], current["augment"])}
     cfg = from_dict(TrainConfig, merged)
     cfg.validate()
     return cfg
