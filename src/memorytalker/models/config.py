@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
+from memorytalker.models.mel import NoiseSubtraction
 
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
 MODEL_KINDS = ("memorytalker", "faceformer", "selftalk", "unitalker", "codetalker", "imitator", "scantalk")
@@ -194,6 +195,14 @@ class StyleConfig:
             weights. The slot weights scale the memory read, and the decoder turns only part of a larger
             read into larger motion (docs/RESULTS.md, "Style that is not the gain"); the gain scales the
             motion itself. Trained with the style encoder (its parameter group ``style``).
+        denoise: ours, off in the paper: subtract each clip's stationary background noise from the log-mel the
+            encoder hears (the mean power of its quietest frames per band, :func:`memorytalker.models.mel.
+            NoiseSubtraction`), so hiss or fan noise is not read as a flatter spectral tilt, i.e. as vocal effort
+            (docs/RESULTS.md, "Noise and the style encoder").
+        denoise_share, denoise_over, denoise_floor_db: with ``denoise``, the share of a clip's frames (the
+            quietest) that estimate its noise, how many times that estimate is subtracted, and how many dB
+            (negative) below the clip's mean power per mel band what is left is floored
+            (:class:`memorytalker.models.mel.NoiseSubtraction`).
     """
 
     enabled: bool = False
@@ -206,10 +215,26 @@ class StyleConfig:
     scale: str = "paper"
     level: str = "normalized"
     gain: bool = False
+    denoise: bool = False
+    denoise_share: float = 0.1
+    denoise_over: float = 2.0
+    denoise_floor_db: float = -40.0
+
+    def noise_subtraction(self) -> NoiseSubtraction:
+        """The style input's :class:`~memorytalker.models.mel.NoiseSubtraction` (used when ``denoise``)."""
+        return NoiseSubtraction(self.denoise_share, self.denoise_over, self.denoise_floor_db)
 
     def validate(self) -> None:
         if self.level not in STYLE_LEVELS:
             raise ConfigError(f"model.style.level must be one of {list(STYLE_LEVELS)}, got {self.level!r}")
+        if not self.denoise_floor_db < 0:
+            raise ConfigError(
+                f"model.style.denoise_floor_db must be negative dB, got {self.denoise_floor_db}"
+            )
+        if not 0 < self.denoise_share <= 1:
+            raise ConfigError(f"model.style.denoise_share must be in (0, 1], got {self.denoise_share}")
+        if not self.denoise_over >= 0:
+            raise ConfigError(f"model.style.denoise_over must be >= 0, got {self.denoise_over}")
         for name in ("n_mels", "n_fft", "hop_length", "channels", "embed"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.style.{name} must be >= 1, got {getattr(self, name)}")

@@ -8,6 +8,8 @@ clip then see the same zeros whether the clip is alone or zero-padded in a batch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -119,4 +121,70 @@ def normalize_waveform(audio: torch.Tensor, audio_lengths: torch.Tensor, eps: fl
     return (audio - mean) / torch.sqrt(var + eps) * m
 
 
-__all__ = ["LogMel", "mel_filterbank", "mel_lengths", "masked_mean_std", "normalize_waveform"]
+@dataclass(frozen=True)
+class NoiseSubtraction:
+    """Spectral subtraction of a clip's stationary background noise from its log-mel (the style encoder's
+    ``model.style.denoise``; the fields are ``model.style.denoise_*``).
+
+    Attributes:
+        share: share of the clip's frames, the quietest by their total power over the bands, whose mean power
+            per band is taken as the background noise (a sentence's pauses and silences).
+        over: the estimated noise power is removed this many times from every frame: the estimate is a mean,
+            and the noise power of one frame and band scatters around it (over-subtraction).
+        floor_db: what is left is floored this many dB (negative) below the clip's mean power per band, so that
+            silence reads the same whether it was digital zero or noise that was subtracted.
+    """
+
+    share: float
+    over: float
+    floor_db: float
+
+    def quiet_frames(self, totals: torch.Tensor) -> torch.Tensor:
+        """Boolean ``(F,)``: the ``share`` quietest frames (at least one) of one clip, by its per-frame total
+        power ``(F,)`` (frames tied with the last one chosen are all chosen)."""
+        k = max(1, round(self.share * totals.numel()))
+        return totals <= torch.kthvalue(totals, k).values
+
+    def floor(self, totals: torch.Tensor, n_mels: int) -> torch.Tensor:
+        """The floor (linear power, a scalar) of one clip with per-frame total power ``totals`` ``(F,)`` over
+        ``n_mels`` bands: its mean power per band lowered by ``floor_db``."""
+        return totals.double().mean() / n_mels * 10.0 ** (self.floor_db / 10.0)
+
+    def estimate(self, power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One clip's ``(noise (n_mels, 1), floor ())`` from its mel power ``(n_mels, F)`` (linear, valid frames
+        only): the mean power per band over :meth:`quiet_frames`, and :meth:`floor`."""
+        power = power.double()
+        totals = power.sum(0)
+        noise = power[:, self.quiet_frames(totals)].mean(-1, keepdim=True)
+        return noise, self.floor(totals, power.shape[0])
+
+    def subtract(self, db: torch.Tensor, noise: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``db`` (dB, ``(..., n_mels, F)``) with ``over`` times ``noise`` (linear power, broadcastable)
+        removed from each frame's power, floored at ``floor`` (linear), back in dB (float32)."""
+        power = 10.0 ** (db.double() / 10.0)
+        return (10.0 * torch.log10(torch.maximum(power - self.over * noise, floor))).float()
+
+    def __call__(self, db: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, n_mels, F)`` of clips of ``lengths`` frames with each clip's own noise subtracted;
+        frames past a clip's end stay zero.
+
+        White noise at 15 dB SNR fills the quiet high bands of speech and flattens its spectral tilt; a
+        tilt-reading style encoder hears that as vocal effort (docs/RESULTS.md, "Noise and the style encoder").
+        """
+        out = torch.zeros_like(db)
+        for b, n in enumerate(lengths.tolist()):
+            if n == 0:
+                continue
+            valid = db[b, :, :n]
+            out[b, :, :n] = self.subtract(valid, *self.estimate(10.0 ** (valid.double() / 10.0)))
+        return out
+
+
+__all__ = [
+    "LogMel",
+    "NoiseSubtraction",
+    "mel_filterbank",
+    "mel_lengths",
+    "masked_mean_std",
+    "normalize_waveform",
+]

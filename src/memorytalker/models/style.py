@@ -3,7 +3,8 @@
 ``f_s = psi'(E_s(mel)) in R^M``; weights ``w = sigmoid(f_s) * psi_1(f_s)`` (``paper``; ``psi_1`` is a
 bias-free ``Linear(M, 1)``, so the scale may be negative) or ``sigmoid(f_s) * softplus(psi_1(f_s))``
 (``softplus``); triplet embeddings ``g(f_s)`` with ``g = MLP(M, M)``; with ``gain`` on (ours), a per-clip
-output gain ``exp(psi_g(f_s))`` that multiplies the predicted offsets.
+output gain ``exp(psi_g(f_s))`` that multiplies the predicted offsets; with ``denoise`` on (ours), the log-mel
+has the clip's stationary background noise subtracted first (:class:`memorytalker.models.mel.NoiseSubtraction`).
 
 ``E_s`` is a masked residual conv stack (every second block strided by 2) with masked mean+std pooling over
 the whole clip: padding never changes a clip's weights, and the weights are per sample (the authors' code
@@ -120,11 +121,14 @@ class StyleEncoder(nn.Module):
         vocal loudness cannot be heard). ``level = "spectral"``: the same waveform normalisation, then one
         offset (the mean over bands and frames) removed, so the level does not matter but the balance
         between the bands (spectral tilt) stays. ``level = "absolute"``: log-mel of the waveform as recorded, in dB
-        relative to :data:`ABSOLUTE_DB_REFERENCE`, so loudness and spectral balance are heard.
+        relative to :data:`ABSOLUTE_DB_REFERENCE`, so loudness and spectral balance are heard. With ``denoise``
+        on, each clip's stationary background noise is subtracted from the log-mel first.
         """
         if self.cfg.level in NORMALIZED_WAVEFORM_LEVELS:
             audio = normalize_waveform(audio, audio_lengths)
         mel, lengths = self.mel(audio, audio_lengths)
+        if self.cfg.denoise:
+            mel = self.cfg.noise_subtraction()(mel, lengths)
         mask = lengths_to_mask(lengths, mel.shape[-1])[:, None, :]
         offset = level_offset(
             self.cfg.level, lambda: masked_mean_std(mel, mask)[0]

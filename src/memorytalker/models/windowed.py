@@ -9,7 +9,8 @@ first, in streaming passes over the audio that hold no more than one chunk of fe
 * the style encoder's slot weights: its convolutional features are computed window by window and only
   their per-channel mean and variance over the clip are kept (Chan's parallel update, float64), then
   pooled into ``f_s`` exactly as :meth:`StyleEncoder.logits` does (with ``level: normalized`` its own
-  per-band log-mel mean is a pass of its own).
+  per-band log-mel mean is a pass of its own; with ``denoise`` its noise estimate two more: the per-frame
+  total power, then the quiet frames' mean power per band).
 
 Then the mesh frames are decoded in windows of ``W`` frames. A window's decoder runs over ``W`` frames plus
 ``decoder.layers x decoder.window`` frames of context on each side (its receptive field), and the text
@@ -40,7 +41,7 @@ from memorytalker.models.layers import conv_out_lengths, interpolation_positions
 
 if TYPE_CHECKING:
     from memorytalker.models.backbones.compact import CompactEncoder
-    from memorytalker.models.mel import LogMel
+    from memorytalker.models.mel import LogMel, NoiseSubtraction
     from memorytalker.models.memorytalker import MemoryTalker
     from memorytalker.models.style import StyleEncoder
 
@@ -93,15 +94,37 @@ def mel_frames(logmel: LogMel, source, num_samples: int, m0: int, m1: int) -> to
     return db[0, :, m0 - f0 : m1 - f0]
 
 
-def mel_band_mean(logmel: LogMel, source, num_samples: int) -> torch.Tensor:
-    """Per-band mean ``(1, n_mels, 1)`` over all of a clip's log-mel frames (``masked_mean_std``'s mean)."""
+def mel_band_mean(logmel: LogMel, source, num_samples: int, frames_of=None) -> torch.Tensor:
+    """Per-band mean ``(1, n_mels, 1)`` over all of a clip's log-mel frames (``masked_mean_std``'s mean).
+    ``frames_of(m0, m1)``: the frames to average (default :func:`mel_frames` of ``logmel``)."""
+    if frames_of is None:
+
+        def frames_of(m0: int, m1: int) -> torch.Tensor:
+            return mel_frames(logmel, source, num_samples, m0, m1)
+
     frames = num_samples // logmel.hop_length + 1
     total = None
     for m0 in range(0, frames, MEL_CHUNK_FRAMES):
-        part = mel_frames(logmel, source, num_samples, m0, min(frames, m0 + MEL_CHUNK_FRAMES))
-        s = part.double().sum(-1)
+        s = frames_of(m0, min(frames, m0 + MEL_CHUNK_FRAMES)).double().sum(-1)
         total = s if total is None else total + s
     return (total / frames).float()[None, :, None]
+
+
+def mel_noise_estimate(
+    logmel: LogMel, source, num_samples: int, subtraction: NoiseSubtraction
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``subtraction.estimate`` of a whole clip, streamed: the per-frame total power (``F`` numbers) first,
+    then the mean power per band of the quiet frames. ``(noise (n_mels, 1), floor ())``."""
+    frames = num_samples // logmel.hop_length + 1
+    chunks = [(m0, min(frames, m0 + MEL_CHUNK_FRAMES)) for m0 in range(0, frames, MEL_CHUNK_FRAMES)]
+
+    def power(m0: int, m1: int) -> torch.Tensor:
+        return 10.0 ** (mel_frames(logmel, source, num_samples, m0, m1).double() / 10.0)
+
+    totals = torch.cat([power(m0, m1).sum(0) for m0, m1 in chunks])
+    quiet = subtraction.quiet_frames(totals)
+    noise = sum(power(m0, m1)[:, quiet[m0:m1]].sum(-1) for m0, m1 in chunks)
+    return (noise / quiet.sum())[:, None], subtraction.floor(totals, logmel.n_mels)
 
 
 class _Moments:
@@ -138,8 +161,15 @@ def style_logits(
     cfg = style.cfg
     source = normalised if cfg.level in NORMALIZED_WAVEFORM_LEVELS else raw
     frames = num_samples // style.mel.hop_length + 1
+    subtraction = cfg.noise_subtraction()
+    noise = mel_noise_estimate(style.mel, source, num_samples, subtraction) if cfg.denoise else None
+
+    def frames_of(m0: int, m1: int) -> torch.Tensor:  # the log-mel the encoder hears, (n_mels, m1 - m0)
+        mel = mel_frames(style.mel, source, num_samples, m0, m1)
+        return mel if noise is None else subtraction.subtract(mel, *noise)
+
     # band means (n_mels, 1), against (n_mels, F) frames
-    offset = level_offset(cfg.level, lambda: mel_band_mean(style.mel, source, num_samples)[0])
+    offset = level_offset(cfg.level, lambda: mel_band_mean(style.mel, source, num_samples, frames_of)[0])
     strides = style.strides
     total = math.prod(strides)
     length, rf, cum = frames, 2, 1  # conv_in keeps the length; receptive half-width in log-mel frames
@@ -153,7 +183,7 @@ def style_logits(
     for j0 in range(0, length, step):
         j1 = min(length, j0 + step)
         ma, mb = max(0, j0 * total - ctx), min(frames, j1 * total + ctx)
-        mel = mel_frames(style.mel, source, num_samples, ma, mb)
+        mel = frames_of(ma, mb)
         x, _ = style.features(((mel - offset) / DB_SCALE)[None], torch.tensor([mb - ma], device=mel.device))
         moments.add(x[0, :, j0 - ma // total : j1 - ma // total])
     mean = moments.mean.float()
