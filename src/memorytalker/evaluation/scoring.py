@@ -20,17 +20,19 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memorytalker.data.audio import FRAME_TOLERANCE
-from memorytalker.data.augment import RecordingCondition
 from memorytalker.data.layout import corpus_name
 from memorytalker.errors import DatasetError
 from memorytalker.evaluation.metrics import ArrayLike, MetricError, as_vertex_sequence
 from memorytalker.evaluation.report import build_report, evaluate_clip
 from memorytalker.topology import FaceTopology
+
+if TYPE_CHECKING:
+    from memorytalker.data.augment import RecordingCondition
 
 
 @dataclass

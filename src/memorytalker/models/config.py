@@ -8,10 +8,13 @@ Every field has a default; YAML files and ``key=value`` overrides only change th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from memorytalker.data.phonemes import CTC_VOCAB
 from memorytalker.errors import ConfigError
-from memorytalker.models.mel import NoiseSubtraction
+
+if TYPE_CHECKING:
+    from memorytalker.models.mel import NoiseSubtraction
 
 #: Model kinds (``model.kind``); each has a builder in :data:`memorytalker.models.builders.BUILDERS`.
 MODEL_KINDS = ("memorytalker", "faceformer", "selftalk", "unitalker", "codetalker", "imitator", "scantalk")
@@ -222,6 +225,8 @@ class StyleConfig:
 
     def noise_subtraction(self) -> NoiseSubtraction:
         """The style input's :class:`~memorytalker.models.mel.NoiseSubtraction` (used when ``denoise``)."""
+        from memorytalker.models.mel import NoiseSubtraction  # torch-free config module
+
         return NoiseSubtraction(self.denoise_share, self.denoise_over, self.denoise_floor_db)
 
     def validate(self) -> None:
