@@ -99,6 +99,8 @@ def test_evaluate_under_a_recording_condition(trained, tmp_path, capsys):
     assert runs["noisy"]["pooled"]["lve"] != runs["clean"]["pooled"]["lve"]
     assert cli_main(["evaluate", "-c", str(ckpt), "-d", str(data), "--rt60", "-1", "--no-progress"]) != 0
     assert "RT60 must be positive" in capsys.readouterr().err
+    assert cli_main(["evaluate", "-c", str(ckpt), "-d", str(data), "--noise", "pink", "--no-progress"]) != 0
+    assert "--noise pink needs --noise-snr" in capsys.readouterr().err
 
 
 def test_evaluate_errors(trained, tmp_path, capsys):

@@ -51,9 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from memorytalker.data.augment import RecordingCondition
+    from memorytalker.errors import ConfigError
     from memorytalker.evaluation.report import format_report
     from memorytalker.evaluation.scoring import evaluate_checkpoint
 
+    if args.noise != "white" and args.noise_snr is None:
+        raise ConfigError(f"--noise {args.noise} needs --noise-snr DB (the noise's level)")
     recording = RecordingCondition(
         snr_db=args.noise_snr, noise=args.noise, rt60=args.rt60, gain_db=args.gain_db
     )
