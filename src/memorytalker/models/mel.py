@@ -161,7 +161,10 @@ class NoiseSubtraction:
     def subtract(self, db: torch.Tensor, noise: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
         """Log-mel ``db`` (dB, ``(..., n_mels, F)``) with ``over`` times ``noise`` (linear power, broadcastable)
         removed from each frame's power, floored at ``floor`` (linear), back in dB (float32)."""
-        power = 10.0 ** (db.double() / 10.0)
+        return self._subtract_power(10.0 ** (db.double() / 10.0), noise, floor)
+
+    def _subtract_power(self, power: torch.Tensor, noise: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        """:meth:`subtract` of frames already in linear power (float64)."""
         return (10.0 * torch.log10(torch.maximum(power - self.over * noise, floor))).float()
 
     def __call__(self, db: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -175,8 +178,8 @@ class NoiseSubtraction:
         for b, n in enumerate(lengths.tolist()):
             if n == 0:
                 continue
-            valid = db[b, :, :n]
-            out[b, :, :n] = self.subtract(valid, *self.estimate(10.0 ** (valid.double() / 10.0)))
+            power = 10.0 ** (db[b, :, :n].double() / 10.0)  # once, for the estimate and the subtraction
+            out[b, :, :n] = self._subtract_power(power, *self.estimate(power))
         return out
 
 
