@@ -18,12 +18,13 @@ learning rate and number of epochs, which checkpoint it starts from, and what it
 On the command line ``stage.<field>=value`` is short for ``stages.<the selected stage>.<field>=value``.
 The selected stage's ``model`` section is merged into ``model`` last (a stage's requirements win: stage 2
 needs the style encoder), so the resolved ``model`` is exactly the model this stage trains; checkpoints
-store it. Every stage writes into ``<output_dir>/<stage>/``; ``init_from`` may use the placeholders
+store it. Its ``augment`` section is merged into ``data.augment`` the same way (:data:`STAGE_SECTIONS`). Every stage writes into ``<output_dir>/<stage>/``; ``init_from`` may use the placeholders
 ``{output_dir}`` and ``{name}`` (the animating preset starts from ``{output_dir}/memorizing/best.pt``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -559,17 +560,13 @@ class TrainConfig:
                 f"corpora together needs a kind with a head per topology ({', '.join(MULTI_HEAD_KINDS)}) or "
                 f"of any topology ({', '.join(ANY_TOPOLOGY_KINDS)})"
             )
-        wanted = deep_merge(to_dict(self.model), self.current.model)
-        if wanted != to_dict(self.model):
-            raise ConfigError(
-                f"stage {self.stage!r} needs model settings {self.current.model} that the model section lacks; "
-                "build configs with load_train_config / train_config_from_dict"
-            )
-        if deep_merge(to_dict(self.data.augment), self.current.augment) != to_dict(self.data.augment):
-            raise ConfigError(
-                f"stage {self.stage!r} needs augmentation {self.current.augment} that data.augment lacks; "
-                "build configs with load_train_config / train_config_from_dict"
-            )
+        for key, (path, noun) in STAGE_SECTIONS.items():
+            have = to_dict(functools.reduce(getattr, path, self))
+            if deep_merge(have, getattr(self.current, key)) != have:
+                raise ConfigError(
+                    f"stage {self.stage!r} needs {noun} {getattr(self.current, key)} that {'.'.join(path)} "
+                    "lacks; build configs with load_train_config / train_config_from_dict"
+                )
 
     # ------------------------------------------------------------------ resolved paths
     @property
@@ -615,10 +612,37 @@ def _split_stage_shorthand(items: Sequence[str]) -> tuple[list[str], list[str]]:
     return plain, short
 
 
+#: A stage's sections merged into the run's config when that stage runs: stage field -> (the run section's
+#: path, what it holds). ``stages.<stage>.model`` -> ``model``, ``stages.<stage>.augment`` -> ``data.augment``.
+STAGE_SECTIONS = {"model": (("model",), "model settings"), "augment": (("data", "augment"), "augmentation")}
+
+
+def _merge_stage_sections(merged: dict, current: Mapping[str, Any]) -> dict:
+    """``merged`` with the selected stage's :data:`STAGE_SECTIONS` merged into the run's sections."""
+    for key, (path, _) in STAGE_SECTIONS.items():
+        wanted = current.get(key)
+        if not wanted:
+            continue
+        target = ".".join(path)
+        if not isinstance(wanted, Mapping):
+            raise ConfigError(
+                f"stages.{merged['stage']}.{key} must map {target} fields to values, got {wanted!r}"
+            )
+        section = merged
+        for part in path:
+            section = section.get(part) if isinstance(section, Mapping) else None
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{target} must be a mapping, got {section!r}")
+        for part in reversed(path):
+            wanted = {part: wanted}
+        merged = deep_merge(merged, wanted)
+    return merged
+
+
 def train_config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from a plain mapping merged onto the defaults (a YAML file's
     content, or a checkpoint's stored ``config``): aliases resolved, the selected stage's ``model``
-    requirements merged into ``model``, built once."""
+    and ``augment`` sections merged into ``model`` and ``data.augment`` (:data:`STAGE_SECTIONS`), built once."""
     merged = deep_merge(to_dict(TrainConfig()), data)
     if not isinstance(merged.get("stage"), (str, int)) or isinstance(merged.get("stage"), bool):
         raise ConfigError(
@@ -631,19 +655,8 @@ def train_config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         raise ConfigError(f"stages must map stage names to stage settings, got {stages!r}")
     merged["stages"] = {stage_name(k): v for k, v in stages.items()}
     current = merged["stages"].get(merged["stage"])
-    if isinstance(current, Mapping) and isinstance(current.get("model"), Mapping):
-        if not isinstance(merged.get("model"), Mapping):
-            raise ConfigError(f"model must be a mapping, got {merged.get('model')!r}")
-        merged["model"] = deep_merge(merged["model"], current["model"])
-    if isinstance(current, Mapping) and current.get("augment"):
-        if not isinstance(current["augment"], Mapping):
-            raise ConfigError(
-                f"stages.{merged['stage']}.augment must map data.augment fields to values, got {current['augment']!r}"
-            )
-        data = merged.get("data")
-        if not isinstance(data, Mapping) or not isinstance(data.get("augment"), Mapping):
-            raise ConfigError(f"data.augment must be a mapping, got {data!r}")
-        merged["data"] = {**data, "augment": deep_merge(data["augment"], current["augment"])}
+    if isinstance(current, Mapping):
+        merged = _merge_stage_sections(merged, current)
     cfg = from_dict(TrainConfig, merged)
     cfg.validate()
     return cfg
