@@ -19,16 +19,10 @@ import tempfile
 from pathlib import Path
 
 from labelled import label_path
+from real_speech_lipsync import CONDITIONS
 
 from memorytalker.data.augment import RecordingCondition
 from memorytalker.evaluation.scoring import evaluate_checkpoint
-
-CONDITIONS = {
-    "as recorded": RecordingCondition(),
-    "white noise 15 dB": RecordingCondition(snr_db=15.0),
-    "room RT60 0.3 s": RecordingCondition(rt60=0.3),
-    "12 dB quieter": RecordingCondition(gain_db=-12.0),
-}
 
 
 def score(checkpoint: str, data: str, split: str, condition: RecordingCondition) -> dict:
@@ -50,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     results: dict[str, dict] = {}
     print(
-        f"{'model':16s} {'condition':18s} {'LVE':>6s} {'P/B/M':>6s} {'rest':>7s} {'ampl.':>6s} {'vs clean':>8s}"
+        f"{'model':16s} {'condition':21s} {'LVE':>6s} {'P/B/M':>6s} {'rest':>7s} {'ampl.':>6s} {'vs clean':>8s}"
     )
     for label, ckpt in args.runs:
         results[label] = {}
@@ -60,7 +54,7 @@ def main() -> None:
             lip, clean = r["lipsync"], results[label]["as recorded"]["lipsync"]
             moved = lip["amplitude_ratio"] / clean["amplitude_ratio"] - 1.0
             print(
-                f"{label:16s} {name:18s} {r['pooled']['lve'] * 1e5:6.3f} {lip['closure_rate']:6.1%} "
+                f"{label:16s} {name:21s} {r['pooled']['lve'] * 1e5:6.3f} {lip['closure_rate']:6.1%} "
                 f"{lip['rest_gap'] * 1e3:5.2f}mm {lip['amplitude_ratio']:6.3f} {moved:+8.1%}",
                 flush=True,
             )

@@ -11,6 +11,7 @@ HELP = "score a checkpoint on a dataset split: five metrics per subject and pool
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from memorytalker.commands._common import add_checkpoint_argument, add_device_argument
+    from memorytalker.data.augment import NOISE_COLOURS
 
     add_checkpoint_argument(parser, required=True)
     parser.add_argument("--data", "-d", required=True, help="processed dataset folder (docs/LAYOUT.md)")
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "score the clips as heard in a room, in noise or at another level (seeded per clip)",
     )
     rec.add_argument("--noise-snr", type=float, default=None, metavar="DB", help="add noise at DB dB SNR")
-    rec.add_argument("--noise", default="white", choices=["white", "pink", "brown"], help="its colour")
+    rec.add_argument("--noise", default="white", choices=NOISE_COLOURS, help="its colour")
     rec.add_argument(
         "--rt60", type=float, default=None, metavar="S", help="a synthetic room of RT60 S seconds"
     )
