@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from memorytalker.data import load_dataset
     from memorytalker.evaluation.arkit import solved_clips
     from memorytalker.face import ARKIT_NAMES
-    from memorytalker.face.calibrate import REPORTED_WEIGHTS, pearson, weight_correlations
+    from memorytalker.face.calibrate import REPORTED_WEIGHTS, weight_correlations
     from memorytalker.inference import Animator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -74,19 +74,21 @@ def main(argv: list[str] | None = None) -> int:
         if head is None
         else {"context": head.context, "ridge": head.ridge, "fitted": head.fitted},
     }
+    column = {name: ARKIT_NAMES.index(name) for name in REPORTED_WEIGHTS}
     for k in kinds:
         pr = np.concatenate(weights[k]).astype(np.float64)
+        pooled_r = weight_correlations(pr, gt)
         result[k] = {
             "lips_rms_mm": 1000 * float(np.sqrt(np.mean(np.square(lips[k])))),
             "weights": {
                 name: {
-                    "r_pooled": pearson(pr[:, ARKIT_NAMES.index(name)], gt[:, ARKIT_NAMES.index(name)]),
+                    "r_pooled": pooled_r[name],
                     "r_median_clip": float(np.median(per_clip[k][name])) if per_clip[k][name] else None,
                     "r_ceiling": ceil_r[name],
-                    "gt_mean": float(gt[:, ARKIT_NAMES.index(name)].mean()),
-                    "pred_mean": float(pr[:, ARKIT_NAMES.index(name)].mean()),
+                    "gt_mean": float(gt[:, j].mean()),
+                    "pred_mean": float(pr[:, j].mean()),
                 }
-                for name in REPORTED_WEIGHTS
+                for name, j in column.items()
             },
         }
     print(f"{result['clips']} clips, {result['frames']} frames of split {args.split!r}")
